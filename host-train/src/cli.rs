@@ -1,0 +1,319 @@
+//! The `host-train` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::{self, DatasetKind};
+use crate::models::ModelKind;
+use crate::optim::{OptimizerKind, Schedule};
+use crate::summary;
+use crate::train::{self, RunOptions, TrainConfig};
+
+/// Train LeNet-style classifiers with burn.
+#[derive(Parser, Debug)]
+#[command(name = "host-train", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model (or continue a run with --resume) and print its test accuracy.
+    Train(TrainArgs),
+    /// Test accuracy and confusion matrix of a trained run.
+    Eval(EvalArgs),
+    /// Which datasets are present where, and whether their checksums verify.
+    Datasets(DataArgs),
+    /// Per-layer output shape, parameters, MACs and activation bytes of a model.
+    Summary(SummaryArgs),
+}
+
+/// Where the data is.
+#[derive(Args, Debug, Clone)]
+struct DataArgs {
+    /// Folder holding the dataset's files, or a data root holding `mnist/` (else
+    /// $HOST_TRAIN_DATA_DIR, else ./data; downloaded if nowhere).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// The compute device.
+#[derive(Args, Debug, Clone)]
+struct DeviceArgs {
+    /// Where tensors live: flex (pure-Rust CPU), or a GPU backend compiled in with
+    /// `--features cuda` / `--features wgpu`.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Flex)]
+    device: DeviceKind,
+    /// CPU threads for the flex backend (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceKind {
+    Flex,
+    Cuda,
+    Wgpu,
+}
+
+impl DeviceArgs {
+    fn device(&self) -> Result<Device> {
+        if let Some(t) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build_global()
+                .context("cannot set up the thread pool")?;
+        }
+        match self.device {
+            DeviceKind::Flex => Ok(Device::flex()),
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => Ok(Device::cuda(0)),
+            #[cfg(feature = "wgpu")]
+            DeviceKind::Wgpu => Ok(Device::wgpu(Default::default())),
+            #[allow(unreachable_patterns)]
+            other => bail!(
+                "--device {} is not compiled in: rebuild with `cargo build --release -p host-train --features {}`",
+                format!("{other:?}").to_lowercase(),
+                format!("{other:?}").to_lowercase()
+            ),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// The network.
+    #[arg(long, value_enum, default_value_t = ModelKind::Lenet5Like)]
+    model: ModelKind,
+    /// The dataset.
+    #[arg(long, value_enum, default_value_t = DatasetKind::Mnist)]
+    dataset: DatasetKind,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Passes over the training set [default: 1].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Total optimizer steps (overrides --epochs).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// The optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    /// Learning rate (default: one that suits the optimizer: sgd 0.1, momentum 0.01, adam and
+    /// rmsprop 1e-3, adagrad 0.01).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// L2 penalty on all weights.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    schedule: Schedule,
+    /// Per-epoch factor of the exp-decay schedule.
+    #[arg(long, default_value_t = 0.9)]
+    lr_decay: f64,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Seed of weight initialisation and data order; a CPU run is reproducible bit for bit
+    /// with the same seed and --threads.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Evaluate on the test set every N iterations (0: once per epoch).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Write a checkpoint every N iterations (0: once per epoch).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Run folder (default: runs/<model>-<dataset>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (its config is reused;
+    /// --epochs may extend it).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// A run folder written by `train`.
+    #[arg(long)]
+    run: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+struct SummaryArgs {
+    /// The network.
+    #[arg(long, value_enum, default_value_t = ModelKind::Lenet5Like)]
+    model: ModelKind,
+    /// Input size as WxHxC (e.g. 28x28x1).
+    #[arg(long, default_value = "28x28x1", value_parser = parse_input)]
+    input: [usize; 3],
+    /// Output classes.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+}
+
+/// Parses `WxHxC` (or `WxH`, one channel) into `[C, H, W]`.
+fn parse_input(s: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<&str> = s.split('x').collect();
+    let nums: Result<Vec<usize>, _> = parts.iter().map(|p| p.trim().parse::<usize>()).collect();
+    match nums.as_deref() {
+        Ok([w, h, c]) if *w > 0 && *h > 0 && *c > 0 => Ok([*c, *h, *w]),
+        Ok([w, h]) if *w > 0 && *h > 0 => Ok([1, *h, *w]),
+        _ => Err(format!("expected WxHxC like 28x28x1, got {s:?}")),
+    }
+}
+
+/// Runs the command line.
+pub fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Datasets(a) => cmd_datasets(a),
+        Command::Summary(a) => {
+            let rows = summary::summarize(a.input, &a.model.layers(a.input, a.classes))?;
+            print!("{}", summary::render(a.input, &rows));
+            Ok(())
+        }
+    }
+}
+
+fn load_data(kind: DatasetKind, data: &DataArgs) -> Result<data::Splits> {
+    let found = data::locate_or_download(kind, data.data_dir.as_deref())?;
+    eprintln!("{kind}: {} ({})", found.dir.display(), found.how);
+    Ok(kind.load(&found.dir)?)
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let opts = RunOptions {
+        device,
+        progress: !a.quiet,
+        halt_after: None,
+    };
+    let (outcome, dir) = if let Some(run) = &a.resume {
+        let cfg = train::read_config(run)?;
+        let data = load_data(cfg.dataset, &a.data)?;
+        eprintln!("resuming {} ({} on {})", run.display(), cfg.model, cfg.dataset);
+        (train::resume(run, &data, a.epochs, &opts)?, run.clone())
+    } else {
+        let cfg = TrainConfig {
+            epochs: a.epochs.unwrap_or(1),
+            iterations: a.iterations,
+            batch_size: a.batch_size,
+            optimizer: a.optimizer,
+            lr: a.lr.unwrap_or(a.optimizer.default_lr()),
+            weight_decay: a.weight_decay,
+            schedule: a.schedule,
+            lr_decay: a.lr_decay,
+            seed: a.seed,
+            eval_every: a.eval_every,
+            checkpoint_every: a.checkpoint_every,
+            train_limit: a.train_limit,
+            test_limit: a.test_limit,
+            ..TrainConfig::new(a.model, a.dataset)
+        };
+        let data = load_data(cfg.dataset, &a.data)?;
+        let dir = a.out.clone().unwrap_or_else(|| train::default_run_dir(&cfg));
+        eprintln!(
+            "training {} on {} ({} train / {} test images), {} x {} iterations, {:?} lr {} -> {}",
+            cfg.model,
+            cfg.dataset,
+            cfg.train_limit.unwrap_or(usize::MAX).min(data.train.len()),
+            cfg.test_limit.unwrap_or(usize::MAX).min(data.test.len()),
+            cfg.total_iterations(cfg.train_limit.unwrap_or(usize::MAX).min(data.train.len())),
+            cfg.batch_size,
+            cfg.optimizer,
+            cfg.lr,
+            dir.display()
+        );
+        (train::train(&cfg, &data, &dir, &opts)?, dir)
+    };
+    eprintln!("run folder: {}", dir.display());
+    println!("test accuracy: {:.2}%", 100.0 * outcome.test_accuracy);
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let (cfg, model) = train::load_run_model(&a.run, &device)?;
+    let data = load_data(cfg.dataset, &a.data)?;
+    let pred = train::predict(&model, &data.test, None, &device);
+    let k = cfg.dataset.num_classes();
+    let mut confusion = vec![vec![0usize; k]; k];
+    for (&p, &l) in pred.iter().zip(&data.test.labels) {
+        confusion[l as usize][p as usize] += 1;
+    }
+    let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
+    println!("confusion matrix (rows: true class, columns: predicted)");
+    print!("{:>6}", "");
+    for j in 0..k {
+        print!("{j:>6}");
+    }
+    println!("{:>9}", "recall");
+    for (i, row) in confusion.iter().enumerate() {
+        print!("{i:>6}");
+        for c in row {
+            print!("{c:>6}");
+        }
+        let total: usize = row.iter().sum();
+        println!("{:>8.2}%", 100.0 * row[i] as f64 / total.max(1) as f64);
+    }
+    println!(
+        "test accuracy: {:.2}% ({correct}/{})",
+        100.0 * correct as f64 / pred.len().max(1) as f64,
+        pred.len()
+    );
+    Ok(())
+}
+
+fn cmd_datasets(a: DataArgs) -> Result<()> {
+    let mut all_ok = true;
+    for &kind in DatasetKind::ALL {
+        match data::locate(kind, a.data_dir.as_deref()) {
+            None => {
+                all_ok = false;
+                println!(
+                    "{kind}: not found (looked in --data-dir, ${}, ./data); `host-train train --dataset {kind}` downloads it",
+                    data::DATA_DIR_ENV
+                );
+            }
+            Some(found) => {
+                println!("{kind}: {} ({})", found.dir.display(), found.how);
+                for (name, r) in data::verify(kind, &found.dir) {
+                    match r {
+                        Ok(()) => println!("  {name:<32} verified"),
+                        Err(e) => {
+                            all_ok = false;
+                            println!("  {name:<32} NOT VERIFIED: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !all_ok {
+        bail!("some datasets are missing or do not verify");
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The IDX file format of MNIST (LeCun et al.), gzipped or raw.
+//!
+//! Layout (big-endian): two zero bytes, a type byte (0x08 = unsigned byte), the number of
+//! dimensions, then one u32 per dimension, then the data in row-major order. MNIST's image files
+//! are `0x00000803` (3 dims: count, rows, cols) and its label files `0x00000801` (1 dim: count).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::DataError;
+
+/// A parsed IDX file of unsigned bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxArray {
+    /// Dimensions, outermost first (`[count, rows, cols]` for images).
+    pub dims: Vec<usize>,
+    /// Row-major data, `dims.iter().product()` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Reads a file whole, transparently gunzipping it when it starts with the gzip magic.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::bad(path, format!("corrupt or truncated gzip stream: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX byte buffer, checking the magic, the element type, the rank and that the data
+/// length matches the header exactly (a truncated or padded file is an error).
+pub fn parse(path: &Path, bytes: &[u8], expect_rank: usize) -> Result<IdxArray, DataError> {
+    let bad = |msg: String| DataError::bad(path, msg);
+    if bytes.len() < 4 {
+        return Err(bad(format!(
+            "file is {} bytes, too short for an IDX header",
+            bytes.len()
+        )));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 {
+        return Err(bad(format!(
+            "wrong magic {:02x}{:02x}{:02x}{:02x}: not an IDX file (expected 0000080{expect_rank})",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        )));
+    }
+    if bytes[2] != 0x08 {
+        return Err(bad(format!(
+            "IDX element type 0x{:02x} is not unsigned byte (0x08)",
+            bytes[2]
+        )));
+    }
+    let rank = bytes[3] as usize;
+    if rank != expect_rank {
+        return Err(bad(format!(
+            "IDX file has {rank} dimensions, expected {expect_rank} (magic 0000080{rank}, expected 0000080{expect_rank})"
+        )));
+    }
+    let header = 4 + 4 * rank;
+    if bytes.len() < header {
+        return Err(bad(format!(
+            "truncated header: {} bytes, need {header}",
+            bytes.len()
+        )));
+    }
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| {
+            let o = 4 + 4 * i;
+            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
+        })
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+    let got = bytes.len() - header;
+    if got < expected {
+        return Err(bad(format!(
+            "truncated: header says {dims:?} = {expected} bytes of data, file has {got}"
+        )));
+    }
+    if got > expected {
+        return Err(bad(format!(
+            "{} trailing bytes after the {expected} bytes of data the header {dims:?} describes",
+            got - expected
+        )));
+    }
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
+}
+
+/// Reads and parses an IDX file (gzipped or raw).
+pub fn read(path: &Path, expect_rank: usize) -> Result<IdxArray, DataError> {
+    let bytes = read_maybe_gz(path)?;
+    parse(path, &bytes, expect_rank)
+}
+
+/// Serialises an IDX array (the inverse of [`parse`]); used by tests and tools that write
+/// fixtures.
+pub fn encode(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for &d in dims {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// Finds `name` or `name` without its `.gz` suffix in `dir`: users often keep MNIST unpacked.
+pub fn find_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
+    let gz = dir.join(gz_name);
+    if gz.is_file() {
+        return Some(gz);
+    }
+    let raw = dir.join(gz_name.trim_end_matches(".gz"));
+    raw.is_file().then_some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "t.idx";
+
+    fn err(bytes: &[u8], rank: usize) -> String {
+        parse(Path::new(P), bytes, rank).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn roundtrip() {
+        let data: Vec<u8> = (0..24).collect();
+        let enc = encode(&[2, 3, 4], &data);
+        let a = parse(Path::new(P), &enc, 3).unwrap();
+        assert_eq!(a.dims, vec![2, 3, 4]);
+        assert_eq!(a.data, data);
+    }
+
+    #[test]
+    fn wrong_magic_names_file_and_problem() {
+        let mut enc = encode(&[1], &[7]);
+        enc[0] = 0x50;
+        let e = err(&enc, 1);
+        assert!(e.contains("t.idx") && e.contains("wrong magic"), "{e}");
+    }
+
+    #[test]
+    fn wrong_rank() {
+        let e = err(&encode(&[1], &[7]), 3);
+        assert!(e.contains("1 dimensions, expected 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type() {
+        let mut enc = encode(&[1], &[7]);
+        enc[2] = 0x0d;
+        assert!(err(&enc, 1).contains("not unsigned byte"));
+    }
+
+    #[test]
+    fn truncated_data_and_header() {
+        let enc = encode(&[2, 2, 2], &[1; 8]);
+        let e = err(&enc[..enc.len() - 1], 3);
+        assert!(e.contains("truncated") && e.contains("file has 7"), "{e}");
+        assert!(err(&enc[..9], 3).contains("truncated header"));
+        assert!(err(&enc[..2], 3).contains("too short"));
+    }
+
+    #[test]
+    fn trailing_bytes() {
+        let mut enc = encode(&[1], &[7]);
+        enc.push(0);
+        assert!(err(&enc, 1).contains("1 trailing bytes"));
+    }
+
+    #[test]
+    fn gzip_truncated_is_an_error_not_a_panic() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&encode(&[100], &[3; 100])).unwrap();
+        let bytes = gz.finish().unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = read(&path, 1).unwrap_err().to_string();
+        assert!(e.contains("x.gz") && e.contains("gzip"), "{e}");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path, 1).unwrap().data, vec![3; 100]);
+    }
+}

@@ -1,0 +1,305 @@
+//! Datasets: where the files are, how they are checked, and how they become tensors.
+//!
+//! Every dataset loads into the same in-memory form, an [`ImageSet`] of `u8` pixels in NCHW
+//! order plus `u8` labels, so the training loop, the batcher and the exporter's calibration never
+//! care which file format it came from. MNIST (IDX) is implemented; CIFAR-10 (binary batches)
+//! and Oxford-17 (jpg class folders) plug in as further [`DatasetKind`] variants with their own
+//! [`FileSpec`] lists and a `load` function.
+//!
+//! **Preprocessing contract** (the device must do the same): pixels are scaled to `[0, 1]` by
+//! `x / 255`, with no mean/std normalisation. A device model therefore quantises a raw `u8`
+//! pixel `p` exactly: `q = p - 128` at scale `1/255`, zero point `-128`.
+
+pub mod download;
+pub mod idx;
+pub mod mnist;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// An error reading a dataset: it always names the file (or folder) and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file was read but its content is wrong.
+    #[error("{path}: {msg}")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The dataset is not present and could not be downloaded.
+    #[error("{0}")]
+    Missing(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> Self {
+        DataError::Bad {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The datasets host-train knows. Each has a folder name under a data root, a list of files with
+/// checksums, and a loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// MNIST handwritten digits: 60,000 train + 10,000 test, 28x28 grey, 10 classes.
+    Mnist,
+}
+
+impl DatasetKind {
+    /// All known datasets, for `host-train datasets`.
+    pub const ALL: &'static [DatasetKind] = &[DatasetKind::Mnist];
+
+    /// The folder name under a data root (`<root>/mnist`).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+        }
+    }
+
+    /// The files that make up the dataset, with the SHA-256 of their decompressed content.
+    pub fn files(self) -> &'static [FileSpec] {
+        match self {
+            DatasetKind::Mnist => mnist::FILES,
+        }
+    }
+
+    /// Base URLs the files can be fetched from, tried in order.
+    pub fn mirrors(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::Mnist => mnist::MIRRORS,
+        }
+    }
+
+    /// Input shape `[channels, height, width]` of one image.
+    pub fn image_shape(self) -> [usize; 3] {
+        match self {
+            DatasetKind::Mnist => [1, 28, 28],
+        }
+    }
+
+    /// Number of classes.
+    pub fn num_classes(self) -> usize {
+        match self {
+            DatasetKind::Mnist => 10,
+        }
+    }
+
+    /// Loads both splits from a folder holding the dataset's files.
+    pub fn load(self, dir: &Path) -> Result<Splits, DataError> {
+        match self {
+            DatasetKind::Mnist => mnist::load(dir),
+        }
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.dir_name())
+    }
+}
+
+/// One file of a dataset.
+#[derive(Debug, Clone, Copy)]
+pub struct FileSpec {
+    /// Name as stored (and downloaded), e.g. `train-images-idx3-ubyte.gz`.
+    pub name: &'static str,
+    /// SHA-256 of the decompressed content (hex).
+    pub sha256: &'static str,
+}
+
+/// Images and labels of one split, pixels as `u8` in NCHW order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSet {
+    /// `len * channels * height * width` pixels.
+    pub images: Vec<u8>,
+    /// One label per image, `< num_classes`.
+    pub labels: Vec<u8>,
+    /// `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+impl ImageSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The first `n` images (all of them if `n >= len`).
+    pub fn take(mut self, n: usize) -> Self {
+        let n = n.min(self.len());
+        self.images.truncate(n * self.image_len());
+        self.labels.truncate(n);
+        self
+    }
+
+    /// A batch of the images at `indices` as a `[B, C, H, W]` float tensor scaled to `[0, 1]`
+    /// (see the module docs), and their labels as a `[B]` int tensor.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let n = self.image_len();
+        let mut pixels = Vec::with_capacity(indices.len() * n);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            pixels.extend(self.image(i).iter().map(|&p| p as f32 / 255.0));
+            labels.push(self.labels[i] as i64);
+        }
+        let [c, h, w] = self.shape;
+        let x = Tensor::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
+        let y = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
+        (x, y)
+    }
+}
+
+/// The train and test splits of a dataset.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    /// Training images.
+    pub train: ImageSet,
+    /// Test images.
+    pub test: ImageSet,
+}
+
+/// The environment variable naming a data root (a folder holding `mnist/`, or the dataset's
+/// files themselves).
+pub const DATA_DIR_ENV: &str = "HOST_TRAIN_DATA_DIR";
+
+/// Where a dataset's files were found.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The folder holding the files.
+    pub dir: PathBuf,
+    /// How it was chosen (`--data-dir`, the environment variable, the default folder).
+    pub how: &'static str,
+}
+
+/// A folder `dir` serves a dataset if it holds all its files, or if `dir/<name>` does.
+fn dataset_dir_in(kind: DatasetKind, dir: &Path) -> Option<PathBuf> {
+    let complete = |d: &Path| {
+        kind.files()
+            .iter()
+            .all(|f| idx::find_file(d, f.name).is_some())
+    };
+    let sub = dir.join(kind.dir_name());
+    if complete(dir) {
+        Some(dir.to_path_buf())
+    } else if complete(&sub) {
+        Some(sub)
+    } else {
+        None
+    }
+}
+
+/// Candidate folders in priority order: `--data-dir`, `$HOST_TRAIN_DATA_DIR`, `./data`.
+fn candidates(data_dir: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
+    let mut c = Vec::new();
+    if let Some(d) = data_dir {
+        c.push((d.to_path_buf(), "--data-dir"));
+    }
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        c.push((PathBuf::from(d), DATA_DIR_ENV));
+    }
+    c.push((PathBuf::from("data"), "default ./data"));
+    c
+}
+
+/// Finds a dataset without downloading anything.
+pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Option<Located> {
+    candidates(data_dir)
+        .into_iter()
+        .find_map(|(d, how)| dataset_dir_in(kind, &d).map(|dir| Located { dir, how }))
+}
+
+/// Finds a dataset, downloading it if it is nowhere (see [`download`]). The download goes to the
+/// first explicitly named folder (`--data-dir`, then the environment variable) or to
+/// `./data/<name>`.
+pub fn locate_or_download(kind: DatasetKind, data_dir: Option<&Path>) -> Result<Located, DataError> {
+    if let Some(found) = locate(kind, data_dir) {
+        return Ok(found);
+    }
+    let (root, _) = candidates(data_dir).remove(0);
+    // A folder named like the dataset is used as is; otherwise the dataset gets a subfolder.
+    let target = if root.file_name().is_some_and(|n| n == kind.dir_name()) {
+        root
+    } else {
+        root.join(kind.dir_name())
+    };
+    download::fetch_dataset(kind, &target).map_err(|e| {
+        let names: Vec<&str> = kind.files().iter().map(|f| f.name).collect();
+        DataError::Missing(format!(
+            "{kind} not found (looked in --data-dir, ${DATA_DIR_ENV}, ./data) and the download failed: {e}\n\
+             Put these {} files (gzipped or not) into {}:\n  {}\n\
+             or point --data-dir / ${DATA_DIR_ENV} at a folder that holds them.",
+            names.len(),
+            target.display(),
+            names.join("\n  ")
+        ))
+    })?;
+    Ok(Located {
+        dir: target,
+        how: "downloaded",
+    })
+}
+
+/// Checks every file of a dataset against its SHA-256 (of the decompressed content).
+/// Returns one line per file: its name and `ok`, `MISSING` or the mismatch.
+pub fn verify(kind: DatasetKind, dir: &Path) -> Vec<(String, Result<(), String>)> {
+    kind.files()
+        .iter()
+        .map(|f| {
+            let r = match idx::find_file(dir, f.name) {
+                None => Err("missing".to_string()),
+                Some(p) => match idx::read_maybe_gz(&p) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(bytes) => {
+                        let got = download::sha256_hex(&bytes);
+                        if got == f.sha256 {
+                            Ok(())
+                        } else {
+                            Err(format!("sha256 {got}, expected {}", f.sha256))
+                        }
+                    }
+                },
+            };
+            (f.name.to_string(), r)
+        })
+        .collect()
+}

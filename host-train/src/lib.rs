@@ -1,0 +1,17 @@
+//! host-train: train LeNet-style classifiers with burn, from real datasets to checkpoints,
+//! metrics and (later) ONNX.
+//!
+//! - [`data`]: dataset files (MNIST IDX; CIFAR-10 and Oxford-17 to come), checksums, download,
+//!   batching.
+//! - [`models`]: the built-in networks, one file each.
+//! - [`summary`]: shapes, parameters and MACs per layer, and the output-size rule.
+//! - [`train`]: the loop, metrics, checkpoints and resume; [`optim`]: optimizers and schedules.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod models;
+pub mod optim;
+pub mod rng;
+pub mod summary;
+pub mod train;

@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    host_train::cli::main()
+}

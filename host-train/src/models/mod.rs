@@ -1,0 +1,218 @@
+//! The built-in networks, one file each, and what they share.
+//!
+//! Every network takes a `[B, C, H, W]` batch of pixels in `[0, 1]` and returns `[B, classes]`
+//! logits. Besides its burn module, each config describes its architecture as a list of
+//! [`LayerSpec`]s, which `host-train summary` (and later the exporter's budget check) reads
+//! without building the module; a test checks that both agree on shapes and parameter counts.
+
+pub mod fc;
+pub mod lenet5;
+pub mod lenet5_like;
+
+use std::fmt;
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{PaddingConfig2d, Relu, Sigmoid};
+use burn::tensor::{Device, Tensor};
+
+pub use fc::{Fc, FcConfig};
+pub use lenet5::{LeNet5, LeNet5Config};
+pub use lenet5_like::{LeNet5Like, LeNet5LikeConfig};
+
+use crate::summary::{LayerSpec, Padding};
+
+/// The networks `--model` can name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// One fully connected layer, 784 -> 10 (multinomial logistic regression).
+    Fc,
+    /// The original LeNet-5 (LeCun 1998): sigmoid activations, 2x2 average pooling.
+    Lenet5,
+    /// LeNet-5's shape with ReLU and 2x2 max pooling.
+    Lenet5Like,
+}
+
+impl ModelKind {
+    /// All built-in models.
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Fc, ModelKind::Lenet5, ModelKind::Lenet5Like];
+
+    /// The architecture for an input of `[c, h, w]` and `classes` outputs.
+    pub fn layers(self, input: [usize; 3], classes: usize) -> Vec<LayerSpec> {
+        match self {
+            ModelKind::Fc => FcConfig::new(input[0] * input[1] * input[2], classes).layers(),
+            ModelKind::Lenet5 => LeNet5Config::new(input[0], classes).layers(),
+            ModelKind::Lenet5Like => LeNet5LikeConfig::new(input[0], classes).layers(),
+        }
+    }
+
+    /// Builds the network with freshly initialised weights on `device` (seed the device first
+    /// for reproducible weights).
+    pub fn init(self, input: [usize; 3], classes: usize, device: &Device) -> Network {
+        match self {
+            ModelKind::Fc => {
+                Network::Fc(FcConfig::new(input[0] * input[1] * input[2], classes).init(device))
+            }
+            ModelKind::Lenet5 => Network::Lenet5(LeNet5Config::new(input[0], classes).init(device)),
+            ModelKind::Lenet5Like => {
+                Network::Lenet5Like(LeNet5LikeConfig::new(input[0], classes).init(device))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelKind::Fc => "fc",
+            ModelKind::Lenet5 => "lenet5",
+            ModelKind::Lenet5Like => "lenet5-like",
+        })
+    }
+}
+
+/// Any built-in network, so the training loop, checkpoints and export handle one type.
+#[derive(Module, Debug)]
+pub enum Network {
+    /// See [`Fc`].
+    Fc(Fc),
+    /// See [`LeNet5`].
+    Lenet5(LeNet5),
+    /// See [`LeNet5Like`].
+    Lenet5Like(LeNet5Like),
+}
+
+impl Network {
+    /// `[B, C, H, W]` pixels in `[0, 1]` -> `[B, classes]` logits.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Fc(m) => m.forward(x),
+            Network::Lenet5(m) => m.forward(x),
+            Network::Lenet5Like(m) => m.forward(x),
+        }
+    }
+}
+
+/// The non-linearity of a [`ConvBlock`] or hidden dense layer.
+#[derive(Module, Debug)]
+pub enum Activation {
+    /// `max(0, x)`.
+    Relu(Relu),
+    /// `1 / (1 + e^-x)`.
+    Sigmoid(Sigmoid),
+}
+
+impl Activation {
+    /// Applies the activation element-wise.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Relu(a) => a.forward(x),
+            Activation::Sigmoid(a) => a.forward(x),
+        }
+    }
+}
+
+/// The sub-sampling of a [`ConvBlock`].
+#[derive(Module, Debug)]
+pub enum Pool {
+    /// 2x2 (or k x k) max pooling.
+    Max(MaxPool2d),
+    /// k x k average pooling.
+    Avg(AvgPool2d),
+}
+
+/// conv -> activation -> pool, the repeated stage of the LeNet family.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    activation: Activation,
+    pool: Pool,
+}
+
+/// How to build a [`ConvBlock`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvBlockSpec {
+    /// Input and output channels.
+    pub channels: [usize; 2],
+    /// Square kernel size.
+    pub kernel: usize,
+    /// SAME or VALID (stride 1).
+    pub padding: Padding,
+    /// Pooling window and stride.
+    pub pool: usize,
+    /// Max (true) or average pooling.
+    pub max_pool: bool,
+    /// ReLU (true) or sigmoid.
+    pub relu: bool,
+}
+
+impl ConvBlockSpec {
+    /// Builds the block with fresh weights.
+    pub fn init(&self, device: &Device) -> ConvBlock {
+        let padding = match self.padding {
+            Padding::Same => PaddingConfig2d::Same,
+            Padding::Valid => PaddingConfig2d::Valid,
+            Padding::Explicit(p) => PaddingConfig2d::Explicit(p, p, p, p),
+        };
+        let k = [self.kernel, self.kernel];
+        let p = [self.pool, self.pool];
+        ConvBlock {
+            conv: Conv2dConfig::new(self.channels, k)
+                .with_padding(padding)
+                .init(device),
+            activation: if self.relu {
+                Activation::Relu(Relu::new())
+            } else {
+                Activation::Sigmoid(Sigmoid::new())
+            },
+            pool: if self.max_pool {
+                Pool::Max(MaxPool2dConfig::new(p).init())
+            } else {
+                Pool::Avg(AvgPool2dConfig::new(p).init())
+            },
+        }
+    }
+
+    /// The block as summary layers.
+    pub fn layers(&self) -> [LayerSpec; 3] {
+        [
+            LayerSpec::Conv {
+                out_channels: self.channels[1],
+                kernel: self.kernel,
+                stride: 1,
+                padding: self.padding,
+            },
+            if self.relu {
+                LayerSpec::Relu
+            } else {
+                LayerSpec::Sigmoid
+            },
+            if self.max_pool {
+                LayerSpec::MaxPool {
+                    kernel: self.pool,
+                    stride: self.pool,
+                }
+            } else {
+                LayerSpec::AvgPool {
+                    kernel: self.pool,
+                    stride: self.pool,
+                }
+            },
+        ]
+    }
+}
+
+impl ConvBlock {
+    /// `[B, C_in, H, W]` -> `[B, C_out, H', W']`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.activation.forward(self.conv.forward(x));
+        match &self.pool {
+            Pool::Max(p) => p.forward(x),
+            Pool::Avg(p) => p.forward(x),
+        }
+    }
+}
