@@ -30,7 +30,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Serialises the checkpoint.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.state.len() + self.model.len() + self.optimizer.len());
+        let mut out =
+            Vec::with_capacity(64 + self.state.len() + self.model.len() + self.optimizer.len());
         out.extend_from_slice(MAGIC);
         for part in [&self.state, &self.model, &self.optimizer] {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
@@ -66,7 +67,10 @@ impl Checkpoint {
             at += len;
         }
         if at != body.len() {
-            bail!("{p}: {} unexpected bytes after the sections", body.len() - at);
+            bail!(
+                "{p}: {} unexpected bytes after the sections",
+                body.len() - at
+            );
         }
         let optimizer = parts.pop().expect("3 parts");
         let model = parts.pop().expect("3 parts");
@@ -80,7 +84,8 @@ impl Checkpoint {
 
     /// Reads and checks a checkpoint file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::decode(path, &bytes)
     }
 
@@ -94,7 +99,10 @@ impl Checkpoint {
 /// see either the old or the new content, never a part. On error the old file is untouched and
 /// the temporary file removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("path has no file name")?;
     let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| -> std::io::Result<()> {
@@ -144,10 +152,19 @@ mod tests {
         let mut flipped = good.clone();
         flipped[12] ^= 1;
         let e = Checkpoint::decode(p, &flipped).err().unwrap().to_string();
-        assert!(e.contains("ck.bin") && e.contains("checksum mismatch"), "{e}");
-        let e = Checkpoint::decode(p, &good[..good.len() - 3]).err().unwrap().to_string();
+        assert!(
+            e.contains("ck.bin") && e.contains("checksum mismatch"),
+            "{e}"
+        );
+        let e = Checkpoint::decode(p, &good[..good.len() - 3])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
-        let e = Checkpoint::decode(p, b"nonsense").err().unwrap().to_string();
+        let e = Checkpoint::decode(p, b"nonsense")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("not a host-train checkpoint"), "{e}");
     }
 
@@ -158,7 +175,15 @@ mod tests {
         sample().write(&path).unwrap();
         // A folder where the temporary file should go makes the write fail.
         std::fs::create_dir(d.path().join(format!(".{FILE}.tmp"))).unwrap();
-        assert!(Checkpoint { state: vec![9], model: vec![], optimizer: vec![] }.write(&path).is_err());
+        assert!(
+            Checkpoint {
+                state: vec![9],
+                model: vec![],
+                optimizer: vec![]
+            }
+            .write(&path)
+            .is_err()
+        );
         assert_eq!(Checkpoint::read(&path).unwrap().state, sample().state);
     }
 }

@@ -214,7 +214,12 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let (outcome, dir) = if let Some(run) = &a.resume {
         let cfg = train::read_config(run)?;
         let data = load_data(cfg.dataset, &a.data)?;
-        eprintln!("resuming {} ({} on {})", run.display(), cfg.model, cfg.dataset);
+        eprintln!(
+            "resuming {} ({} on {})",
+            run.display(),
+            cfg.model,
+            cfg.dataset
+        );
         (train::resume(run, &data, a.epochs, &opts)?, run.clone())
     } else {
         let cfg = TrainConfig {
@@ -234,7 +239,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             ..TrainConfig::new(a.model, a.dataset)
         };
         let data = load_data(cfg.dataset, &a.data)?;
-        let dir = a.out.clone().unwrap_or_else(|| train::default_run_dir(&cfg));
+        let dir = a
+            .out
+            .clone()
+            .unwrap_or_else(|| train::default_run_dir(&cfg));
         eprintln!(
             "training {} on {} ({} train / {} test images), {} x {} iterations, {:?} lr {} -> {}",
             cfg.model,

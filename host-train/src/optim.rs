@@ -82,7 +82,14 @@ pub enum Schedule {
 
 impl Schedule {
     /// The learning rate at `iteration` (0-based) of `total`.
-    pub fn lr(self, base: f64, decay: f64, iteration: usize, per_epoch: usize, total: usize) -> f64 {
+    pub fn lr(
+        self,
+        base: f64,
+        decay: f64,
+        iteration: usize,
+        per_epoch: usize,
+        total: usize,
+    ) -> f64 {
         match self {
             Schedule::Constant => base,
             Schedule::ExpDecay => base * decay.powf(iteration as f64 / per_epoch.max(1) as f64),

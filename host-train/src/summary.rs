@@ -61,13 +61,21 @@ pub enum LayerSpec {
 
 /// The seed's output-size rule for one spatial dimension, or `None` when the window does not
 /// fit (or the stride is 0).
-pub fn conv_output_size(input: usize, kernel: usize, stride: usize, padding: Padding) -> Option<usize> {
+pub fn conv_output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Option<usize> {
     if stride == 0 || kernel == 0 {
         return None;
     }
     match padding {
         Padding::Same => Some(input.div_ceil(stride)),
-        Padding::Valid => (input + 1).checked_sub(kernel).map(|n| n.div_ceil(stride)).filter(|&n| n > 0),
+        Padding::Valid => (input + 1)
+            .checked_sub(kernel)
+            .map(|n| n.div_ceil(stride))
+            .filter(|&n| n > 0),
         Padding::Explicit(p) => (input + 2 * p).checked_sub(kernel).map(|n| n / stride + 1),
     }
 }
@@ -136,11 +144,18 @@ pub fn summarize(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerRow
                 stride,
                 padding,
             } => {
-                let name = format!("conv {out_channels}@{kernel}x{kernel} s{stride} {}", pad_name(padding));
+                let name = format!(
+                    "conv {out_channels}@{kernel}x{kernel} s{stride} {}",
+                    pad_name(padding)
+                );
                 let [c, h, w] = spatial(&name, &shape)?;
                 let size = |x| {
-                    conv_output_size(x, kernel, stride, padding)
-                        .ok_or_else(|| err(&name, format!("a {kernel}x{kernel} window does not fit {h}x{w}")))
+                    conv_output_size(x, kernel, stride, padding).ok_or_else(|| {
+                        err(
+                            &name,
+                            format!("a {kernel}x{kernel} window does not fit {h}x{w}"),
+                        )
+                    })
                 };
                 let (oh, ow) = (size(h)?, size(w)?);
                 let params = out_channels * c * kernel * kernel + out_channels;
@@ -148,12 +163,20 @@ pub fn summarize(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerRow
                 (name, vec![out_channels, oh, ow], params, macs)
             }
             LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
-                let kind = if matches!(layer, LayerSpec::MaxPool { .. }) { "max" } else { "avg" };
+                let kind = if matches!(layer, LayerSpec::MaxPool { .. }) {
+                    "max"
+                } else {
+                    "avg"
+                };
                 let name = format!("{kind}pool {kernel}x{kernel} s{stride}");
                 let [c, h, w] = spatial(&name, &shape)?;
                 let size = |x| {
-                    conv_output_size(x, kernel, stride, Padding::Valid)
-                        .ok_or_else(|| err(&name, format!("a {kernel}x{kernel} window does not fit {h}x{w}")))
+                    conv_output_size(x, kernel, stride, Padding::Valid).ok_or_else(|| {
+                        err(
+                            &name,
+                            format!("a {kernel}x{kernel} window does not fit {h}x{w}"),
+                        )
+                    })
                 };
                 (name.clone(), vec![c, size(h)?, size(w)?], 0, 0)
             }
@@ -185,7 +208,12 @@ pub fn summarize(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerRow
 /// least a ping-pong arena must hold.
 pub fn render(input: [usize; 3], rows: &[LayerRow]) -> String {
     let mut s = String::new();
-    let dims = |v: &[usize]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    let dims = |v: &[usize]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
     let _ = writeln!(
         s,
         "{:<24} {:>10} {:>9} {:>10} {:>10} {:>10}",
@@ -233,8 +261,12 @@ mod tests {
 
     #[test]
     fn seed_table_28_wide_5x5_strides_1_to_4() {
-        let same: Vec<_> = (1..=4).map(|s| conv_output_size(28, 5, s, Padding::Same).unwrap()).collect();
-        let valid: Vec<_> = (1..=4).map(|s| conv_output_size(28, 5, s, Padding::Valid).unwrap()).collect();
+        let same: Vec<_> = (1..=4)
+            .map(|s| conv_output_size(28, 5, s, Padding::Same).unwrap())
+            .collect();
+        let valid: Vec<_> = (1..=4)
+            .map(|s| conv_output_size(28, 5, s, Padding::Valid).unwrap())
+            .collect();
         assert_eq!(same, [28, 14, 10, 7]);
         assert_eq!(valid, [24, 12, 8, 6]);
     }
@@ -249,7 +281,11 @@ mod tests {
 
     #[test]
     fn lenet5_like_shapes_params_macs() {
-        let rows = summarize([1, 28, 28], &crate::models::ModelKind::Lenet5Like.layers([1, 28, 28], 10)).unwrap();
+        let rows = summarize(
+            [1, 28, 28],
+            &crate::models::ModelKind::Lenet5Like.layers([1, 28, 28], 10),
+        )
+        .unwrap();
         let shapes: Vec<_> = rows.iter().map(|r| r.output.clone()).collect();
         assert_eq!(shapes[0], vec![6, 28, 28]);
         assert_eq!(shapes[2], vec![6, 14, 14]);
@@ -259,23 +295,46 @@ mod tests {
         assert_eq!(shapes.last().unwrap(), &vec![10]);
         assert_eq!(rows.iter().map(|r| r.params).sum::<usize>(), 61_706);
         // conv1 28*28*6*25 + conv2 10*10*16*150 + 400*120 + 120*84 + 84*10
-        assert_eq!(rows.iter().map(|r| r.macs).sum::<usize>(), 117_600 + 240_000 + 48_000 + 10_080 + 840);
+        assert_eq!(
+            rows.iter().map(|r| r.macs).sum::<usize>(),
+            117_600 + 240_000 + 48_000 + 10_080 + 840
+        );
     }
 
     #[test]
     fn bad_architectures_are_errors() {
-        let e = summarize([1, 4, 4], &[LayerSpec::Conv { out_channels: 2, kernel: 5, stride: 1, padding: Padding::Valid }])
+        let e = summarize(
+            [1, 4, 4],
+            &[LayerSpec::Conv {
+                out_channels: 2,
+                kernel: 5,
+                stride: 1,
+                padding: Padding::Valid,
+            }],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("layer 0") && e.contains("does not fit 4x4"),
+            "{e}"
+        );
+        let e = summarize([1, 4, 4], &[LayerSpec::Dense { out: 3 }])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("layer 0") && e.contains("does not fit 4x4"), "{e}");
-        let e = summarize([1, 4, 4], &[LayerSpec::Dense { out: 3 }]).unwrap_err().to_string();
         assert!(e.contains("needs a flat input"), "{e}");
     }
 
     #[test]
     fn render_has_totals() {
-        let rows = summarize([1, 28, 28], &crate::models::ModelKind::Fc.layers([1, 28, 28], 10)).unwrap();
+        let rows = summarize(
+            [1, 28, 28],
+            &crate::models::ModelKind::Fc.layers([1, 28, 28], 10),
+        )
+        .unwrap();
         let t = render([1, 28, 28], &rows);
-        assert!(t.contains("total: 7850 parameters, 7840 MACs per image"), "{t}");
+        assert!(
+            t.contains("total: 7850 parameters, 7840 MACs per image"),
+            "{t}"
+        );
     }
 }

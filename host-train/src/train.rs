@@ -167,11 +167,15 @@ impl MetricsRow {
 /// Reads a run's `metrics.csv`.
 pub fn read_metrics(run_dir: &Path) -> Result<Vec<MetricsRow>> {
     let path = run_dir.join("metrics.csv");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .skip(1)
         .enumerate()
-        .map(|(i, l)| MetricsRow::parse(l).with_context(|| format!("{}: bad row {}: {l}", path.display(), i + 2)))
+        .map(|(i, l)| {
+            MetricsRow::parse(l)
+                .with_context(|| format!("{}: bad row {}: {l}", path.display(), i + 2))
+        })
         .collect()
 }
 
@@ -223,9 +227,15 @@ impl Default for RunOptions {
 }
 
 /// Starts a new run in `run_dir` (created; it must not already hold a run).
-pub fn train(cfg: &TrainConfig, data: &Splits, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+pub fn train(
+    cfg: &TrainConfig,
+    data: &Splits,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Outcome> {
     cfg.check()?;
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     if run_dir.join(checkpoint::FILE).exists() {
         bail!(
             "{} already holds a run; continue it with --resume {0} or choose another --out",
@@ -234,42 +244,87 @@ pub fn train(cfg: &TrainConfig, data: &Splits, run_dir: &Path, opts: &RunOptions
     }
     let cfg_json = serde_json::to_vec_pretty(cfg)?;
     checkpoint::write_atomic(&run_dir.join("config.json"), &cfg_json)?;
-    checkpoint::write_atomic(&run_dir.join("metrics.csv"), format!("{CSV_HEADER}\n").as_bytes())?;
+    checkpoint::write_atomic(
+        &run_dir.join("metrics.csv"),
+        format!("{CSV_HEADER}\n").as_bytes(),
+    )?;
 
     let device = opts.device.clone().autodiff();
-    device.seed(cfg.seed);
-    let train = subset(&data.train, cfg.train_limit);
-    let model = cfg.model.init(train.shape, train.num_classes, &device);
+    let model = init_seeded(
+        cfg.model,
+        data.train.shape,
+        data.train.num_classes,
+        cfg.seed,
+        &device,
+    );
     let optim = cfg.optimizer.build(cfg.weight_decay);
     let state = LoopState::default();
     save_checkpoint(run_dir, &state, &model, &optim)?;
     run_loop(cfg, data, run_dir, opts, model, optim, state)
 }
 
+/// Builds a network with weights drawn from `seed`. burn's generator is global to the process
+/// and parameters are drawn lazily, so seeding, building and drawing happen under one lock:
+/// another thread building a network at the same time cannot interleave its draws.
+pub fn init_seeded(
+    kind: ModelKind,
+    shape: [usize; 3],
+    classes: usize,
+    seed: u64,
+    device: &Device,
+) -> Network {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    let model = kind.init(shape, classes, device);
+    // Reading every parameter materialises it now, while the lock is held.
+    let _ = model.flat_weights();
+    model
+}
+
 /// Reads a run's `config.json`.
 pub fn read_config(run_dir: &Path) -> Result<TrainConfig> {
     let path = run_dir.join("config.json");
-    let text = std::fs::read(&path).with_context(|| format!("cannot read {} (is {} a run folder?)", path.display(), run_dir.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{}: not a valid run config", path.display()))
+    let text = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {} (is {} a run folder?)",
+            path.display(),
+            run_dir.display()
+        )
+    })?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a valid run config", path.display()))
 }
 
 /// Continues the run in `run_dir` from its checkpoint, exactly as if it had not stopped: same
 /// data order, optimizer state and metrics. `epochs` extends (or shortens) the run.
-pub fn resume(run_dir: &Path, data: &Splits, epochs: Option<usize>, opts: &RunOptions) -> Result<Outcome> {
+pub fn resume(
+    run_dir: &Path,
+    data: &Splits,
+    epochs: Option<usize>,
+    opts: &RunOptions,
+) -> Result<Outcome> {
     let mut cfg = read_config(run_dir)?;
     if let Some(e) = epochs {
         cfg.epochs = e;
         cfg.iterations = None;
-        checkpoint::write_atomic(&run_dir.join("config.json"), &serde_json::to_vec_pretty(&cfg)?)?;
+        checkpoint::write_atomic(
+            &run_dir.join("config.json"),
+            &serde_json::to_vec_pretty(&cfg)?,
+        )?;
     }
     let ck = Checkpoint::read(&run_dir.join(checkpoint::FILE))?;
     let state: LoopState = serde_json::from_slice(&ck.state).context("checkpoint state")?;
 
     let device = opts.device.clone().autodiff();
-    let train = subset(&data.train, cfg.train_limit);
-    let model = cfg.model.init(train.shape, train.num_classes, &device);
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).context("checkpoint model")?;
-    let model = model.try_load_record(record).context("checkpoint model does not fit the configured network")?;
+    let model = cfg
+        .model
+        .init(data.train.shape, data.train.num_classes, &device);
+    let record =
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).context("checkpoint model")?;
+    let model = model
+        .try_load_record(record)
+        .context("checkpoint model does not fit the configured network")?;
     let optim = cfg
         .optimizer
         .build(cfg.weight_decay)
@@ -290,25 +345,35 @@ pub fn resume(run_dir: &Path, data: &Splits, epochs: Option<usize>, opts: &RunOp
     run_loop(&cfg, data, run_dir, opts, model, optim, state)
 }
 
-fn subset(set: &ImageSet, limit: Option<usize>) -> ImageSet {
-    match limit {
-        Some(n) => set.clone().take(n),
-        None => set.clone(),
-    }
-}
-
-fn save_checkpoint(run_dir: &Path, state: &LoopState, model: &Network, optim: &ModuleOptimizer) -> Result<()> {
+fn save_checkpoint(
+    run_dir: &Path,
+    state: &LoopState,
+    model: &Network,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
     let ck = Checkpoint {
         state: serde_json::to_vec(state)?,
-        model: model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?.to_vec(),
-        optimizer: optim.into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?.to_vec(),
+        model: model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_vec(),
+        optimizer: optim
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_vec(),
     };
     ck.write(&run_dir.join(checkpoint::FILE))
 }
 
 /// Saves a network's weights as burnpack (`model.bpk`).
 pub fn save_model(model: &Network, path: &Path) -> Result<()> {
-    let bytes = model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     checkpoint::write_atomic(path, &bytes)
 }
 
@@ -317,14 +382,17 @@ pub fn load_run_model(run_dir: &Path, device: &Device) -> Result<(TrainConfig, N
     let cfg = read_config(run_dir)?;
     let final_path = run_dir.join("model.bpk");
     let bytes = if final_path.exists() {
-        std::fs::read(&final_path).with_context(|| format!("cannot read {}", final_path.display()))?
+        std::fs::read(&final_path)
+            .with_context(|| format!("cannot read {}", final_path.display()))?
     } else {
         Checkpoint::read(&run_dir.join(checkpoint::FILE))?.model
     };
     let shape = cfg.dataset.image_shape();
     let model = cfg.model.init(shape, cfg.dataset.num_classes(), device);
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).context("model weights")?;
-    let model = model.try_load_record(record).context("weights do not fit the configured network")?;
+    let model = model
+        .try_load_record(record)
+        .context("weights do not fit the configured network")?;
     Ok((cfg, model))
 }
 
@@ -363,15 +431,24 @@ fn run_loop(
     mut st: LoopState,
 ) -> Result<Outcome> {
     let device = opts.device.clone().autodiff();
-    let train = subset(&data.train, cfg.train_limit);
-    if train.is_empty() {
+    let train = &data.train;
+    // The first `n` images (all unless --train-limit).
+    let n = cfg.train_limit.unwrap_or(usize::MAX).min(train.len());
+    if n == 0 {
         bail!("the training set is empty");
     }
-    let n = train.len();
     let per_epoch = cfg.iterations_per_epoch(n);
     let total = cfg.total_iterations(n);
-    let eval_every = if cfg.eval_every == 0 { per_epoch } else { cfg.eval_every };
-    let ckpt_every = if cfg.checkpoint_every == 0 { per_epoch } else { cfg.checkpoint_every };
+    let eval_every = if cfg.eval_every == 0 {
+        per_epoch
+    } else {
+        cfg.eval_every
+    };
+    let ckpt_every = if cfg.checkpoint_every == 0 {
+        per_epoch
+    } else {
+        cfg.checkpoint_every
+    };
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
     let bar = if opts.progress {
@@ -440,7 +517,7 @@ fn run_loop(
         st.window_seen += idx.len() as u64;
         st.iteration += 1;
         bar.inc(1);
-        if st.iteration % 10 == 0 || st.iteration == total {
+        if st.iteration.is_multiple_of(10) || st.iteration == total {
             bar.set_message(format!(
                 "loss {:.4}  acc {:.2}%  {:.0} img/s",
                 st.window_loss / st.window_seen as f64,
@@ -449,7 +526,7 @@ fn run_loop(
             ));
         }
 
-        if st.iteration % eval_every == 0 || st.iteration == total {
+        if st.iteration.is_multiple_of(eval_every) || st.iteration == total {
             test_acc = accuracy(&model, &data.test, cfg.test_limit, &opts.device);
             let row = MetricsRow {
                 iteration: st.iteration,
@@ -480,7 +557,7 @@ fn run_loop(
             st.window_seen = 0;
             st.window_secs = 0.0;
         }
-        if st.iteration % ckpt_every == 0 || st.iteration == total {
+        if st.iteration.is_multiple_of(ckpt_every) || st.iteration == total {
             save_checkpoint(run_dir, &st, &model, &optim)?;
             last_ckpt = st.iteration;
         }

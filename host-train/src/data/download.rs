@@ -23,7 +23,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Downloads every missing or corrupt file of `kind` into `dir`, trying each mirror in turn.
 pub fn fetch_dataset(kind: DatasetKind, dir: &Path) -> Result<(), String> {
-    fetch_files(kind.files(), kind.mirrors(), dir)
+    let mirrors = kind.mirrors();
+    let mirrors: Vec<&str> = mirrors.iter().map(String::as_str).collect();
+    fetch_files(kind.files(), &mirrors, dir)
 }
 
 /// Downloads `files` from the first mirror that serves each with the right checksum.
@@ -163,7 +165,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = serve(gz(&content), 1);
         fetch_files(&[spec], &[&url], dir.path()).unwrap();
-        assert_eq!(idx::read_maybe_gz(&dir.path().join("labels.gz")).unwrap(), content);
+        assert_eq!(
+            idx::read_maybe_gz(&dir.path().join("labels.gz")).unwrap(),
+            content
+        );
         // Present and valid: no request is made (the server is gone after one connection).
         fetch_files(&[spec], &["http://127.0.0.1:9/"], dir.path()).unwrap();
     }
@@ -194,8 +199,15 @@ mod tests {
             sha256: "00",
         };
         let dir = tempfile::tempdir().unwrap();
-        let e = fetch_files(&[spec], &["http://127.0.0.1:9/", "http://127.0.0.1:10/"], dir.path())
-            .unwrap_err();
-        assert!(e.contains("127.0.0.1:9/y.gz") && e.contains("127.0.0.1:10/y.gz"), "{e}");
+        let e = fetch_files(
+            &[spec],
+            &["http://127.0.0.1:9/", "http://127.0.0.1:10/"],
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("127.0.0.1:9/y.gz") && e.contains("127.0.0.1:10/y.gz"),
+            "{e}"
+        );
     }
 }

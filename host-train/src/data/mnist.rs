@@ -96,10 +96,19 @@ mod tests {
     use crate::data::idx::encode;
 
     /// Writes a tiny MNIST-shaped split and returns its two paths.
-    fn write(dir: &Path, n_img: usize, side: usize, labels: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    fn write(
+        dir: &Path,
+        n_img: usize,
+        side: usize,
+        labels: &[u8],
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
         let ip = dir.join("img.idx");
         let lp = dir.join("lab.idx");
-        std::fs::write(&ip, encode(&[n_img, side, side], &vec![9; n_img * side * side])).unwrap();
+        std::fs::write(
+            &ip,
+            encode(&[n_img, side, side], &vec![9; n_img * side * side]),
+        )
+        .unwrap();
         std::fs::write(&lp, encode(&[labels.len()], labels)).unwrap();
         (ip, lp)
     }
@@ -119,7 +128,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (i, l) = write(d.path(), 3, 28, &[1, 2]);
         let e = load_split(&i, &l).unwrap_err().to_string();
-        assert!(e.contains("lab.idx") && e.contains("2 labels but") && e.contains("3 images"), "{e}");
+        assert!(
+            e.contains("lab.idx") && e.contains("2 labels but") && e.contains("3 images"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -143,13 +155,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (i, l) = write(d.path(), 2, 28, &[1, 2]);
         let e = load_split(&l, &i).unwrap_err().to_string();
-        assert!(e.contains("lab.idx") && e.contains("1 dimensions, expected 3"), "{e}");
+        assert!(
+            e.contains("lab.idx") && e.contains("1 dimensions, expected 3"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_file_is_named() {
         let d = tempfile::tempdir().unwrap();
         let e = load(d.path()).unwrap_err().to_string();
-        assert!(e.contains("train-images-idx3-ubyte.gz") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("train-images-idx3-ubyte.gz") && e.contains("missing"),
+            "{e}"
+        );
     }
 }

@@ -60,7 +60,9 @@ impl DataError {
 
 /// The datasets host-train knows. Each has a folder name under a data root, a list of files with
 /// checksums, and a loader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     /// MNIST handwritten digits: 60,000 train + 10,000 test, 28x28 grey, 10 classes.
@@ -85,11 +87,18 @@ impl DatasetKind {
         }
     }
 
-    /// Base URLs the files can be fetched from, tried in order.
-    pub fn mirrors(self) -> &'static [&'static str] {
-        match self {
-            DatasetKind::Mnist => mnist::MIRRORS,
+    /// Base URLs the files can be fetched from, tried in order: `$HOST_TRAIN_MIRRORS`
+    /// (comma-separated, for a local mirror) or the dataset's public mirrors.
+    pub fn mirrors(self) -> Vec<String> {
+        if let Ok(list) = std::env::var(MIRRORS_ENV)
+            && !list.trim().is_empty()
+        {
+            return list.split(',').map(|m| m.trim().to_string()).collect();
         }
+        let builtin = match self {
+            DatasetKind::Mnist => mnist::MIRRORS,
+        };
+        builtin.iter().map(|m| m.to_string()).collect()
     }
 
     /// Input shape `[channels, height, width]` of one image.
@@ -164,14 +173,6 @@ impl ImageSet {
         &self.images[i * n..(i + 1) * n]
     }
 
-    /// The first `n` images (all of them if `n >= len`).
-    pub fn take(mut self, n: usize) -> Self {
-        let n = n.min(self.len());
-        self.images.truncate(n * self.image_len());
-        self.labels.truncate(n);
-        self
-    }
-
     /// A batch of the images at `indices` as a `[B, C, H, W]` float tensor scaled to `[0, 1]`
     /// (see the module docs), and their labels as a `[B]` int tensor.
     pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
@@ -201,6 +202,10 @@ pub struct Splits {
 /// The environment variable naming a data root (a folder holding `mnist/`, or the dataset's
 /// files themselves).
 pub const DATA_DIR_ENV: &str = "HOST_TRAIN_DATA_DIR";
+
+/// The environment variable that replaces the built-in download mirrors (comma-separated base
+/// URLs, each ending in `/`).
+pub const MIRRORS_ENV: &str = "HOST_TRAIN_MIRRORS";
 
 /// Where a dataset's files were found.
 #[derive(Debug, Clone)]
@@ -251,7 +256,10 @@ pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Option<Located> {
 /// Finds a dataset, downloading it if it is nowhere (see [`download`]). The download goes to the
 /// first explicitly named folder (`--data-dir`, then the environment variable) or to
 /// `./data/<name>`.
-pub fn locate_or_download(kind: DatasetKind, data_dir: Option<&Path>) -> Result<Located, DataError> {
+pub fn locate_or_download(
+    kind: DatasetKind,
+    data_dir: Option<&Path>,
+) -> Result<Located, DataError> {
     if let Some(found) = locate(kind, data_dir) {
         return Ok(found);
     }

@@ -33,12 +33,7 @@ impl FcConfig {
 
     /// The architecture, for `summary`.
     pub fn layers(&self) -> Vec<LayerSpec> {
-        vec![
-            LayerSpec::Flatten,
-            LayerSpec::Dense {
-                out: self.classes,
-            },
-        ]
+        vec![LayerSpec::Flatten, LayerSpec::Dense { out: self.classes }]
     }
 }
 

@@ -11,7 +11,7 @@ pub mod lenet5_like;
 
 use std::fmt;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{PaddingConfig2d, Relu, Sigmoid};
@@ -39,7 +39,8 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// All built-in models.
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Fc, ModelKind::Lenet5, ModelKind::Lenet5Like];
+    pub const ALL: &'static [ModelKind] =
+        &[ModelKind::Fc, ModelKind::Lenet5, ModelKind::Lenet5Like];
 
     /// The architecture for an input of `[c, h, w]` and `classes` outputs.
     pub fn layers(self, input: [usize; 3], classes: usize) -> Vec<LayerSpec> {
@@ -87,6 +88,22 @@ pub enum Network {
 }
 
 impl Network {
+    /// Every parameter's values, in module order, as one flat vector: what two networks must
+    /// share to compute the same function (unlike the saved record, which also holds the
+    /// randomly drawn parameter ids).
+    pub fn flat_weights(&self) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let data = param.val().into_data();
+                self.0.extend(data.iter::<f32>());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        self.visit(&mut c);
+        c.0
+    }
+
     /// `[B, C, H, W]` pixels in `[0, 1]` -> `[B, classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {

@@ -1,0 +1,136 @@
+//! The `host-train` binary end to end, on the real MNIST.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_host-train"))
+}
+
+fn data_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("host-train runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn summary_prints_the_table() {
+    let (ok, out, _) = run(bin().args(["summary", "--model", "lenet5", "--input", "28x28x1"]));
+    assert!(ok);
+    assert!(
+        out.contains("conv 6@5x5 s1 same") && out.contains("6x28x28"),
+        "{out}"
+    );
+    assert!(
+        out.contains("avgpool 2x2 s2") && out.contains("sigmoid"),
+        "{out}"
+    );
+    assert!(
+        out.contains("total: 61706 parameters, 416520 MACs per image"),
+        "{out}"
+    );
+    let (ok, _, err) = run(bin().args(["summary", "--input", "28by28"]));
+    assert!(!ok && err.contains("expected WxHxC"), "{err}");
+    let (ok, _, err) = run(bin().args(["summary", "--input", "4x4x1"]));
+    assert!(!ok && err.contains("does not fit 2x2"), "{err}");
+}
+
+#[test]
+fn datasets_verifies_the_shared_copy() {
+    let (ok, out, _) = run(bin().arg("datasets").arg("--data-dir").arg(data_root()));
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("verified").count(), 4, "{out}");
+}
+
+#[test]
+fn train_then_eval_then_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let runf = dir.path().join("run");
+    let (ok, out, err) = run(bin()
+        .args([
+            "train",
+            "--model",
+            "fc",
+            "--optimizer",
+            "sgd",
+            "--train-limit",
+            "2000",
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(data_root())
+        .arg("--out")
+        .arg(&runf));
+    assert!(ok, "{err}");
+    let acc: f64 = out
+        .trim()
+        .strip_prefix("test accuracy: ")
+        .and_then(|s| s.strip_suffix('%'))
+        .unwrap_or_else(|| panic!("last line is not `test accuracy: NN.NN%`: {out}"))
+        .parse()
+        .unwrap();
+    assert!(acc > 70.0, "fc after 32 steps of SGD: {acc}%");
+
+    let (ok, out, err) = run(bin()
+        .args(["eval", "--run"])
+        .arg(&runf)
+        .arg("--data-dir")
+        .arg(data_root()));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("confusion matrix") && out.contains(&format!("test accuracy: {acc:.2}%")),
+        "{out}"
+    );
+
+    // Extending the finished run by one epoch continues from its checkpoint.
+    let (ok, out, err) = run(bin()
+        .args(["train", "--quiet", "--epochs", "2", "--resume"])
+        .arg(&runf)
+        .arg("--data-dir")
+        .arg(data_root()));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("test accuracy: "), "{out}");
+    let csv = std::fs::read_to_string(runf.join("metrics.csv")).unwrap();
+    let iters: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(iters, ["32", "64"], "{csv}");
+}
+
+#[test]
+fn missing_data_offline_says_which_files_to_put_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("nowhere");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["train", "--quiet", "--out"])
+        .arg(dir.path().join("run"))
+        .arg("--data-dir")
+        .arg(&empty)
+        .env("HOST_TRAIN_MIRRORS", "http://127.0.0.1:9/")
+        .current_dir(dir.path()));
+    assert!(!ok);
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        assert!(err.contains(f), "{err}");
+    }
+    assert!(
+        err.contains("download failed") && err.contains(&empty.join("mnist").display().to_string()),
+        "{err}"
+    );
+}

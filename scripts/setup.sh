@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh machine of this project's kind.
+# Idempotent; safe to run again.
+set -euo pipefail
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust (rustup) first" >&2
+  exit 1
+fi
+# rustfmt and clippy come with the rustup toolchain; add them if this toolchain lacks them.
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
