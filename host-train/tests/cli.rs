@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The binary, with downloads pointed at a dead local port: tests never touch the network.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_host-train"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_host-train"));
+    c.env("HOST_TRAIN_MIRRORS", "http://127.0.0.1:9/");
+    c
 }
 
 fn data_root() -> PathBuf {
@@ -118,7 +121,6 @@ fn missing_data_offline_says_which_files_to_put_where() {
         .arg(dir.path().join("run"))
         .arg("--data-dir")
         .arg(&empty)
-        .env("HOST_TRAIN_MIRRORS", "http://127.0.0.1:9/")
         .current_dir(dir.path()));
     assert!(!ok);
     for f in [
