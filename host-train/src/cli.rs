@@ -137,6 +137,9 @@ struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     test_limit: Option<usize>,
+    /// Augment: translate each training image by up to N pixels at random (0: off).
+    #[arg(long, default_value_t = 0)]
+    augment_shift: usize,
     /// Run folder (default: runs/<model>-<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -236,6 +239,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             checkpoint_every: a.checkpoint_every,
             train_limit: a.train_limit,
             test_limit: a.test_limit,
+            augment_shift: a.augment_shift,
             ..TrainConfig::new(a.model, a.dataset)
         };
         let data = load_data(cfg.dataset, &a.data)?;

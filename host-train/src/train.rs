@@ -25,7 +25,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{DatasetKind, ImageSet, Splits};
 use crate::models::{ModelKind, Network};
 use crate::optim::{OptimizerKind, Schedule};
-use crate::rng::epoch_permutation;
+use crate::rng::{SplitMix64, epoch_permutation};
 
 /// Everything that defines a run; saved as `config.json` in the run folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,10 @@ pub struct TrainConfig {
     pub train_limit: Option<usize>,
     /// Evaluate on the first N test images only.
     pub test_limit: Option<usize>,
+    /// Translate each training image by a random offset of up to this many pixels (0: no
+    /// augmentation). Drawn from `(seed, iteration)`, so resumed runs see the same images.
+    #[serde(default)]
+    pub augment_shift: usize,
 }
 
 impl TrainConfig {
@@ -84,6 +88,7 @@ impl TrainConfig {
             checkpoint_every: 0,
             train_limit: None,
             test_limit: None,
+            augment_shift: 0,
         }
     }
 
@@ -492,7 +497,12 @@ fn run_loop(
         let lr = cfg.schedule.lr(cfg.lr, cfg.lr_decay, it, per_epoch, total);
 
         let t0 = Instant::now();
-        let (x, y) = train.batch(idx, &device);
+        let (x, y) = if cfg.augment_shift > 0 {
+            let mut rng = SplitMix64::new(cfg.seed ^ (it as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            train.batch_shifted(idx, Some((cfg.augment_shift, &mut rng)), &device)
+        } else {
+            train.batch(idx, &device)
+        };
         let logits = model.forward(x);
         let loss = loss_fn.forward(logits.clone(), y.clone());
         let loss_value: f32 = loss.clone().into_scalar();

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::rng::SplitMix64;
+
 /// An error reading a dataset: it always names the file (or folder) and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -176,11 +178,46 @@ impl ImageSet {
     /// A batch of the images at `indices` as a `[B, C, H, W]` float tensor scaled to `[0, 1]`
     /// (see the module docs), and their labels as a `[B]` int tensor.
     pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        self.batch_shifted(indices, None, device)
+    }
+
+    /// Like [`batch`](Self::batch), with each image translated by a random whole-pixel offset
+    /// of up to `max_shift` in x and y (zeros shifted in), drawn from `rng`. The augmentation
+    /// of the seed's best MNIST results; the device never sees it.
+    pub fn batch_shifted(
+        &self,
+        indices: &[usize],
+        mut shift: Option<(usize, &mut SplitMix64)>,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
         let n = self.image_len();
+        let [c, h, w] = self.shape;
         let mut pixels = Vec::with_capacity(indices.len() * n);
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
-            pixels.extend(self.image(i).iter().map(|&p| p as f32 / 255.0));
+            let img = self.image(i);
+            match shift.as_mut() {
+                None => pixels.extend(img.iter().map(|&p| p as f32 / 255.0)),
+                Some((max, rng)) => {
+                    let span = 2 * *max + 1;
+                    let dy = rng.below(span) as isize - *max as isize;
+                    let dx = rng.below(span) as isize - *max as isize;
+                    for ch in 0..c {
+                        for y in 0..h as isize {
+                            for x in 0..w as isize {
+                                let (sy, sx) = (y - dy, x - dx);
+                                let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                                let p = if inside {
+                                    img[ch * h * w + sy as usize * w + sx as usize]
+                                } else {
+                                    0
+                                };
+                                pixels.push(p as f32 / 255.0);
+                            }
+                        }
+                    }
+                }
+            }
             labels.push(self.labels[i] as i64);
         }
         let [c, h, w] = self.shape;
@@ -310,4 +347,65 @@ pub fn verify(kind: DatasetKind, dir: &Path) -> Vec<(String, Result<(), String>)
             (f.name.to_string(), r)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> ImageSet {
+        // Two 4x5 single-channel images with distinct pixel values.
+        ImageSet {
+            images: (1..=40).collect(),
+            labels: vec![3, 7],
+            shape: [1, 4, 5],
+            num_classes: 10,
+        }
+    }
+
+    fn pixels(x: Tensor<4>) -> Vec<u8> {
+        x.into_data()
+            .iter::<f32>()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect()
+    }
+
+    #[test]
+    fn batch_scales_to_unit_range_and_keeps_labels() {
+        let d = Device::flex();
+        let (x, y) = set().batch(&[1, 0], &d);
+        assert_eq!(x.dims(), [2, 1, 4, 5]);
+        let p = pixels(x);
+        assert_eq!(&p[..20], &set().images[20..]);
+        assert_eq!(y.into_data().iter::<i64>().collect::<Vec<_>>(), vec![7, 3]);
+    }
+
+    #[test]
+    fn shifted_batch_is_a_translation_within_range() {
+        let d = Device::flex();
+        let s = set();
+        let mut rng = SplitMix64::new(5);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..40 {
+            let (x, _) = s.batch_shifted(&[0], Some((1, &mut rng)), &d);
+            let p = pixels(x);
+            // Find the offset that explains the output.
+            let found = (-1isize..=1).flat_map(|dy| (-1isize..=1).map(move |dx| (dy, dx))).find(|&(dy, dx)| {
+                (0..4isize).all(|y| {
+                    (0..5isize).all(|x| {
+                        let (sy, sx) = (y - dy, x - dx);
+                        let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
+                            s.images[(sy * 5 + sx) as usize]
+                        } else {
+                            0
+                        };
+                        p[(y * 5 + x) as usize] == want
+                    })
+                })
+            });
+            seen.insert(found.expect("output is a shifted copy of the input"));
+        }
+        // All nine offsets occur.
+        assert_eq!(seen.len(), 9);
+    }
 }
