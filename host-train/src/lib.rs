@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod kernels;
 pub mod models;
 pub mod optim;
 pub mod rng;

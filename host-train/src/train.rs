@@ -498,7 +498,8 @@ fn run_loop(
 
         let t0 = Instant::now();
         let (x, y) = if cfg.augment_shift > 0 {
-            let mut rng = SplitMix64::new(cfg.seed ^ (it as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            let mut rng =
+                SplitMix64::new(cfg.seed ^ (it as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
             train.batch_shifted(idx, Some((cfg.augment_shift, &mut rng)), &device)
         } else {
             train.batch(idx, &device)

@@ -206,7 +206,8 @@ impl ImageSet {
                         for y in 0..h as isize {
                             for x in 0..w as isize {
                                 let (sy, sx) = (y - dy, x - dx);
-                                let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                                let inside =
+                                    (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
                                 let p = if inside {
                                     img[ch * h * w + sy as usize * w + sx as usize]
                                 } else {
@@ -390,19 +391,21 @@ mod tests {
             let (x, _) = s.batch_shifted(&[0], Some((1, &mut rng)), &d);
             let p = pixels(x);
             // Find the offset that explains the output.
-            let found = (-1isize..=1).flat_map(|dy| (-1isize..=1).map(move |dx| (dy, dx))).find(|&(dy, dx)| {
-                (0..4isize).all(|y| {
-                    (0..5isize).all(|x| {
-                        let (sy, sx) = (y - dy, x - dx);
-                        let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
-                            s.images[(sy * 5 + sx) as usize]
-                        } else {
-                            0
-                        };
-                        p[(y * 5 + x) as usize] == want
+            let found = (-1isize..=1)
+                .flat_map(|dy| (-1isize..=1).map(move |dx| (dy, dx)))
+                .find(|&(dy, dx)| {
+                    (0..4isize).all(|y| {
+                        (0..5isize).all(|x| {
+                            let (sy, sx) = (y - dy, x - dx);
+                            let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
+                                s.images[(sy * 5 + sx) as usize]
+                            } else {
+                                0
+                            };
+                            p[(y * 5 + x) as usize] == want
+                        })
                     })
-                })
-            });
+                });
             seen.insert(found.expect("output is a shifted copy of the input"));
         }
         // All nine offsets occur.

@@ -21,6 +21,7 @@ pub use fc::{Fc, FcConfig};
 pub use lenet5::{LeNet5, LeNet5Config};
 pub use lenet5_like::{LeNet5Like, LeNet5LikeConfig};
 
+use crate::kernels;
 use crate::summary::{LayerSpec, Padding};
 
 /// The networks `--model` can name.
@@ -226,10 +227,52 @@ impl ConvBlockSpec {
 impl ConvBlock {
     /// `[B, C_in, H, W]` -> `[B, C_out, H', W']`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let (Some((padding, kind)), Some(bias)) = (self.fused(), &self.conv.bias)
+            && kernels::is_flex(&x.device())
+        {
+            return kernels::conv_block(x, self.conv.weight.val(), bias.val(), padding, kind);
+        }
         let x = self.activation.forward(self.conv.forward(x));
         match &self.pool {
             Pool::Max(p) => p.forward(x),
             Pool::Avg(p) => p.forward(x),
         }
+    }
+
+    /// The fused CPU kernel's parameters, when this block is one it computes: a square
+    /// stride-1 convolution with symmetric padding, then ReLU + 2x2 max or sigmoid + 2x2 average
+    /// pooling.
+    fn fused(&self) -> Option<(usize, kernels::BlockKind)> {
+        let c = &self.conv;
+        let [k, k2] = c.kernel_size;
+        if k != k2 || c.stride != [1, 1] || c.dilation != [1, 1] || c.groups != 1 {
+            return None;
+        }
+        let padding = match c.padding {
+            PaddingConfig2d::Valid => 0,
+            PaddingConfig2d::Same if k % 2 == 1 => k / 2,
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
+            _ => return None,
+        };
+        let pool_2x2 = |k: [usize; 2], s: [usize; 2]| k == [2, 2] && s == [2, 2];
+        let kind = match (&self.activation, &self.pool) {
+            (Activation::Relu(_), Pool::Max(p))
+                if pool_2x2(p.kernel_size, p.stride)
+                    && p.padding == PaddingConfig2d::Valid
+                    && p.dilation == [1, 1]
+                    && !p.ceil_mode =>
+            {
+                kernels::BlockKind::ReluMax
+            }
+            (Activation::Sigmoid(_), Pool::Avg(p))
+                if pool_2x2(p.kernel_size, p.stride)
+                    && p.padding == PaddingConfig2d::Valid
+                    && !p.ceil_mode =>
+            {
+                kernels::BlockKind::SigmoidAvg
+            }
+            _ => return None,
+        };
+        Some((padding, kind))
     }
 }
