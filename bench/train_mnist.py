@@ -27,10 +27,11 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_NAMES = {"fc": "fc", "lenet5": "lenet5classic", "lenet5-like": "lenet5like"}
 # host-train's 10-epoch recipe per model (batch 64 throughout).
+# The LeNets use random 1-pixel translations (--augment-shift 1); fc none.
 RECIPES = {
     "fc": ["--optimizer", "adam", "--lr", "0.001"],
-    "lenet5": ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine"],
-    "lenet5-like": ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine"],
+    "lenet5": ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine", "--augment-shift", "1"],
+    "lenet5-like": ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine", "--augment-shift", "1"],
 }
 
 

@@ -81,9 +81,7 @@ fn matmul(
     dst: &mut [f32],
     a: &[f32],
     b: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
+    [m, k, n]: [usize; 3],
     accumulate: bool,
     b_t: bool,
 ) {
@@ -259,7 +257,7 @@ pub fn forward(
                 .zip(x.chunks(in_len))
             {
                 im2col(x, d, &mut col);
-                matmul(&mut z, weight, &col, d.co, kv, ho * wo, false, false);
+                matmul(&mut z, weight, &col, [d.co, kv, ho * wo], false, false);
                 for (c, plane) in z.chunks_mut(ho * wo).enumerate() {
                     let o = &mut out[c * hp * wp..(c + 1) * hp * wp];
                     let b = bias[c];
@@ -392,10 +390,10 @@ pub fn backward(
                 }
                 im2col(&x[b * in_len..(b + 1) * in_len], d, &mut col);
                 // dW [Co, K] += dz [Co, HoWo] * col^T [HoWo, K]
-                matmul(dw, &dz, &col, d.co, ho * wo, kv, true, true);
+                matmul(dw, &dz, &col, [d.co, ho * wo, kv], true, true);
                 if let Some(dxc) = dxc.as_deref_mut() {
                     // dcol [K, HoWo] = W^T [K, Co] * dz [Co, HoWo].
-                    matmul(&mut col, &wt, &dz, kv, d.co, ho * wo, false, false);
+                    matmul(&mut col, &wt, &dz, [kv, d.co, ho * wo], false, false);
                     col2im(
                         &col,
                         d,
