@@ -30,6 +30,24 @@ enum Command {
     Datasets(DataArgs),
     /// Per-layer output shape, parameters, MACs and activation bytes of a model.
     Summary(SummaryArgs),
+    /// Plot test accuracy against iterations of one or more runs into one SVG.
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// Run folders to compare (each labelled by its folder name).
+    #[arg(long = "run", required = true)]
+    runs: Vec<PathBuf>,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also draw training accuracy (dashed).
+    #[arg(long)]
+    train: bool,
+    /// Title of the figure.
+    #[arg(long, default_value = "test accuracy")]
+    title: String,
 }
 
 /// Where the data is.
@@ -193,6 +211,31 @@ pub fn main() -> Result<()> {
         Command::Train(a) => cmd_train(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Datasets(a) => cmd_datasets(a),
+        Command::Plot(a) => {
+            let metrics = a
+                .runs
+                .iter()
+                .map(|r| train::read_metrics(r))
+                .collect::<Result<Vec<_>>>()?;
+            let series: Vec<crate::plot::Series> = a
+                .runs
+                .iter()
+                .zip(&metrics)
+                .map(|(r, rows)| crate::plot::Series {
+                    label: r.file_name().map_or_else(
+                        || r.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    ),
+                    rows,
+                })
+                .collect();
+            crate::checkpoint::write_atomic(
+                &a.out,
+                crate::plot::accuracy_svg(&a.title, &series, a.train).as_bytes(),
+            )?;
+            eprintln!("wrote {}", a.out.display());
+            Ok(())
+        }
         Command::Summary(a) => {
             let rows = summary::summarize(a.input, &a.model.layers(a.input, a.classes))?;
             print!("{}", summary::render(a.input, &rows));

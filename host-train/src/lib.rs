@@ -6,6 +6,7 @@
 //! - [`models`]: the built-in networks, one file each.
 //! - [`summary`]: shapes, parameters and MACs per layer, and the output-size rule.
 //! - [`train`]: the loop, metrics, checkpoints and resume; [`optim`]: optimizers and schedules.
+//! - [`kernels`]: fused CPU training kernels plugged into burn; [`plot`]: SVG accuracy plots.
 
 pub mod checkpoint;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod data;
 pub mod kernels;
 pub mod models;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod summary;
 pub mod train;

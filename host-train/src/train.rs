@@ -6,6 +6,7 @@
 //! - `metrics.csv`: one row per evaluation (iteration, epoch, lr, train loss, train acc, test
 //!   acc, images/s);
 //! - `checkpoint.bin`: the latest checkpoint (see [`crate::checkpoint`]);
+//! - `accuracy.svg`: test and train accuracy against iterations, redrawn at each evaluation;
 //! - `model.bpk`: the final weights (burnpack), written when the run completes.
 
 use std::io::Write as _;
@@ -563,6 +564,7 @@ fn run_loop(
                 )
             });
             metrics.push(row);
+            write_plot(cfg, run_dir, &metrics)?;
             st.window_loss = 0.0;
             st.window_correct = 0;
             st.window_seen = 0;
@@ -581,6 +583,23 @@ fn run_loop(
         metrics,
         model,
     })
+}
+
+/// Writes `accuracy.svg`: test (and train) accuracy against iterations so far.
+fn write_plot(cfg: &TrainConfig, run_dir: &Path, metrics: &[MetricsRow]) -> Result<()> {
+    let title = format!(
+        "{} on {}, {:?} lr {}",
+        cfg.model, cfg.dataset, cfg.optimizer, cfg.lr
+    );
+    let svg = crate::plot::accuracy_svg(
+        &title,
+        &[crate::plot::Series {
+            label: cfg.model.to_string(),
+            rows: metrics,
+        }],
+        true,
+    );
+    checkpoint::write_atomic(&run_dir.join("accuracy.svg"), svg.as_bytes())
 }
 
 /// The default run folder for a new run: `runs/<model>-<dataset>-<unix time>`.

@@ -109,6 +109,32 @@ fn train_then_eval_then_resume() {
         .map(|l| l.split(',').next().unwrap())
         .collect();
     assert_eq!(iters, ["32", "64"], "{csv}");
+
+    // The run's own plot, and a comparison plot of two runs.
+    let svg = std::fs::read_to_string(runf.join("accuracy.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2, "test and train curves");
+    let cmp = dir.path().join("cmp.svg");
+    let (ok, _, err) = run(bin()
+        .args(["plot", "--run"])
+        .arg(&runf)
+        .arg("--run")
+        .arg(&runf)
+        .arg("--out")
+        .arg(&cmp));
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&cmp)
+            .unwrap()
+            .matches("<polyline")
+            .count(),
+        2
+    );
+    let (ok, _, err) = run(bin()
+        .args(["plot", "--run"])
+        .arg(dir.path().join("nope"))
+        .arg("--out")
+        .arg(&cmp));
+    assert!(!ok && err.contains("metrics.csv"), "{err}");
 }
 
 #[test]
