@@ -32,6 +32,26 @@ enum Command {
     Summary(SummaryArgs),
     /// Plot test accuracy against iterations of one or more runs into one SVG.
     Plot(PlotArgs),
+    /// Export a trained run to ONNX (logits out), with a parity sample beside it.
+    ExportOnnx(ExportOnnxArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExportOnnxArgs {
+    /// A run folder written by `train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// The ONNX file to write; the parity sample goes beside it as `<name>.sample.pb`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Test images (with burn's logits) in the parity sample.
+    #[arg(long, default_value_t = 32)]
+    samples: usize,
+    /// Export a dynamic batch axis instead of a static batch of 1.
+    #[arg(long)]
+    dynamic_batch: bool,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +254,14 @@ pub fn main() -> Result<()> {
                 crate::plot::accuracy_svg(&a.title, &series, a.train).as_bytes(),
             )?;
             eprintln!("wrote {}", a.out.display());
+            Ok(())
+        }
+        Command::ExportOnnx(a) => {
+            let cfg = train::read_config(&a.run)?;
+            let data = load_data(cfg.dataset, &a.data)?;
+            let e = crate::onnx::export_run(&a.run, &a.out, &data, a.samples, a.dynamic_batch)?;
+            println!("wrote {} ({} bytes, sha256 {})", e.onnx.display(), e.bytes, e.sha256);
+            println!("wrote {} ({} test images with burn's logits)", e.sample.display(), a.samples);
             Ok(())
         }
         Command::Summary(a) => {

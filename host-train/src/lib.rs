@@ -13,6 +13,7 @@ pub mod cli;
 pub mod data;
 pub mod kernels;
 pub mod models;
+pub mod onnx;
 pub mod optim;
 pub mod plot;
 pub mod rng;
