@@ -260,8 +260,17 @@ pub fn main() -> Result<()> {
             let cfg = train::read_config(&a.run)?;
             let data = load_data(cfg.dataset, &a.data)?;
             let e = crate::onnx::export_run(&a.run, &a.out, &data, a.samples, a.dynamic_batch)?;
-            println!("wrote {} ({} bytes, sha256 {})", e.onnx.display(), e.bytes, e.sha256);
-            println!("wrote {} ({} test images with burn's logits)", e.sample.display(), a.samples);
+            println!(
+                "wrote {} ({} bytes, sha256 {})",
+                e.onnx.display(),
+                e.bytes,
+                e.sha256
+            );
+            println!(
+                "wrote {} ({} test images with burn's logits)",
+                e.sample.display(),
+                a.samples
+            );
             Ok(())
         }
         Command::Summary(a) => {

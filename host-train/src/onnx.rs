@@ -37,14 +37,25 @@ pub fn sample_path(onnx: &Path) -> PathBuf {
 /// Exports the run's network to ONNX (opset 18, logits output) with a static batch of 1, or a
 /// dynamic batch axis named `batch`, and writes a parity sample of the first `samples` test
 /// images.
-pub fn export_run(run_dir: &Path, out: &Path, data: &Splits, samples: usize, dynamic_batch: bool) -> Result<Exported> {
+pub fn export_run(
+    run_dir: &Path,
+    out: &Path,
+    data: &Splits,
+    samples: usize,
+    dynamic_batch: bool,
+) -> Result<Exported> {
     let device = Device::flex();
     let (cfg, model) = load_run_model(run_dir, &device)?;
     let model = model.valid();
     let [c, h, w] = data.test.shape;
     let exporter = OnnxExporter::new();
     let onnx = if dynamic_batch {
-        let spec = [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+        let spec = [InputSpec::new([
+            AxisSpec::dynamic("batch"),
+            AxisSpec::Static,
+            AxisSpec::Static,
+            AxisSpec::Static,
+        ])];
         exporter.export_dynamic(
             &model,
             Tensor::<4>::zeros([1, c, h, w], &device),
@@ -53,7 +64,11 @@ pub fn export_run(run_dir: &Path, out: &Path, data: &Splits, samples: usize, dyn
             Network::forward,
         )
     } else {
-        exporter.export(&model, Tensor::<4>::zeros([1, c, h, w], &device), Network::forward)
+        exporter.export(
+            &model,
+            Tensor::<4>::zeros([1, c, h, w], &device),
+            Network::forward,
+        )
     }
     .map_err(|e| anyhow::anyhow!("burn-onnx could not export {}: {e}", cfg.model))?;
     let bytes = onnx.into_bytes();
@@ -78,7 +93,10 @@ pub fn export_run(run_dir: &Path, out: &Path, data: &Splits, samples: usize, dyn
         onnx_sha256: sha256.clone(),
         inputs: Some(pb_tensor(x)),
         logits: Some(pb_tensor(logits)),
-        labels: indices.iter().map(|&i| data.test.labels[i] as u32).collect(),
+        labels: indices
+            .iter()
+            .map(|&i| data.test.labels[i] as u32)
+            .collect(),
         indices: indices.iter().map(|&i| i as u64).collect(),
     };
     let sample_file = sample_path(out);
@@ -100,5 +118,6 @@ fn pb_tensor<const D: usize>(t: Tensor<D>) -> PbTensor {
 /// Reads a parity sample.
 pub fn read_sample(path: &Path) -> Result<ParitySample> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    ParitySample::decode(&bytes[..]).with_context(|| format!("{}: not a parity sample", path.display()))
+    ParitySample::decode(&bytes[..])
+        .with_context(|| format!("{}: not a parity sample", path.display()))
 }

@@ -1,0 +1,13 @@
+//! export: reads ONNX, checks it against what the int8 device runtime can run and what a part
+//! can hold, and (coming) quantizes it.
+//!
+//! - [`graph`]: ONNX bytes -> a checked, ordered [`graph::Graph`] (errors name the node/field).
+//! - [`ops`]: the op registry; shape inference, parameters and MACs per node.
+//! - [`check`]: the report and the int8 flash / RAM estimate; [`targets`]: the parts table.
+//! - [`parity`]: tract on a parity sample, against burn's logits.
+
+pub mod check;
+pub mod graph;
+pub mod ops;
+pub mod parity;
+pub mod targets;

@@ -1,0 +1,63 @@
+//! Target parts: flash and RAM budgets the int8 model must fit.
+
+/// A microcontroller (or emulated board) with its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// The name `--target` takes.
+    pub name: &'static str,
+    /// Core and example part.
+    pub core: &'static str,
+    /// Flash bytes.
+    pub flash: usize,
+    /// RAM bytes.
+    pub ram: usize,
+}
+
+/// Code size of the runtime and firmware glue reserved in flash (the int8 issue's budget).
+pub const CODE_RESERVE: usize = 6 * 1024;
+/// RAM reserved for the stack and the firmware's own statics.
+pub const STACK_RESERVE: usize = 1024;
+
+/// The built-in table, smallest first.
+pub const PARTS: &[Part] = &[
+    Part {
+        name: "cortex-m0plus-32k",
+        core: "Cortex-M0+ (e.g. STM32G030F6)",
+        flash: 32 * 1024,
+        ram: 8 * 1024,
+    },
+    Part {
+        name: "microbit",
+        core: "Cortex-M0, nRF51822 (BBC micro:bit v1)",
+        flash: 256 * 1024,
+        ram: 16 * 1024,
+    },
+    Part {
+        name: "stm32f401",
+        core: "Cortex-M4F, STM32F401RE",
+        flash: 512 * 1024,
+        ram: 96 * 1024,
+    },
+    Part {
+        name: "cortex-m7-1m",
+        core: "Cortex-M7 (e.g. STM32F767)",
+        flash: 1024 * 1024,
+        ram: 512 * 1024,
+    },
+    Part {
+        name: "mps2-an386",
+        core: "Cortex-M4F, Arm MPS2 AN386 (QEMU)",
+        flash: 4 * 1024 * 1024,
+        ram: 4 * 1024 * 1024,
+    },
+];
+
+/// Looks a part up by name.
+pub fn find(name: &str) -> Option<&'static Part> {
+    PARTS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// The names, for messages.
+pub fn names() -> String {
+    PARTS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
