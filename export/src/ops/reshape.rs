@@ -64,7 +64,7 @@ pub fn reshape(i: &Inputs) -> Result<OpInfo> {
     }
     let known: usize = out.iter().product();
     if let Some(k) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             bail!("node {}: cannot reshape {x:?} into {target:?}", node.name);
         }
         out[k] = total / known;
