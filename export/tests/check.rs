@@ -1,0 +1,316 @@
+//! `export check` on models built here: malformed files give errors that name the node or
+//! field, never a panic; shapes, parameters, MACs and the footprint are right.
+
+use export::{check, graph, ops};
+use protos::Message;
+use protos::onnx::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_shape_proto::Dimension, tensor_shape_proto::dimension::Value as Dim, type_proto,
+};
+
+fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(Dim::DimValue(d)),
+                            denotation: String::new(),
+                        })
+                        .collect(),
+                }),
+            })),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn node(
+    name: &str,
+    op: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+/// x [1,1,8,8] -> Conv 2@3x3 SAME_UPPER -> Relu -> MaxPool 2x2 -> Flatten -> MatMul [32,3] -> Add b.
+fn model() -> ModelProto {
+    let mut auto_pad = AttributeProto {
+        name: "auto_pad".into(),
+        r#type: AttributeType::String as i32,
+        s: b"SAME_UPPER".to_vec(),
+        ..Default::default()
+    };
+    auto_pad.s = b"SAME_UPPER".to_vec();
+    ModelProto {
+        ir_version: 8,
+        producer_name: "test".into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 18,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            input: vec![value("x", &[1, 1, 8, 8])],
+            output: vec![value("y", &[1, 3])],
+            initializer: vec![
+                tensor("w", &[2, 1, 3, 3], vec![0.1; 18]),
+                tensor("b", &[2], vec![0.0; 2]),
+                tensor("fw", &[32, 3], vec![0.01; 96]),
+                tensor("fb", &[3], vec![0.5; 3]),
+            ],
+            node: vec![
+                node(
+                    "conv",
+                    "Conv",
+                    &["x", "w", "b"],
+                    &["c"],
+                    vec![auto_pad, ints("kernel_shape", &[3, 3])],
+                ),
+                node("relu", "Relu", &["c"], &["r"], vec![]),
+                node(
+                    "pool",
+                    "MaxPool",
+                    &["r"],
+                    &["p"],
+                    vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+                ),
+                node("flat", "Flatten", &["p"], &["f"], vec![]),
+                node("fc", "MatMul", &["f", "fw"], &["m"], vec![]),
+                node("bias", "Add", &["m", "fb"], &["y"], vec![]),
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn err(m: &ModelProto) -> String {
+    match graph::parse(&m.encode_to_vec()).and_then(|g| ops::analyse(&g).map(|_| ())) {
+        Ok(()) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+fn nodes(m: &mut ModelProto) -> &mut Vec<NodeProto> {
+    &mut m.graph.as_mut().unwrap().node
+}
+
+#[test]
+fn a_valid_model_is_shaped_counted_and_fits() {
+    let g = graph::parse(&model().encode_to_vec()).unwrap();
+    let a = ops::analyse(&g).unwrap();
+    let shapes: Vec<_> = a.nodes.iter().map(|n| n.info.output.clone()).collect();
+    assert_eq!(
+        shapes,
+        vec![
+            vec![1, 2, 8, 8],
+            vec![1, 2, 8, 8],
+            vec![1, 2, 4, 4],
+            vec![1, 32],
+            vec![1, 3],
+            vec![1, 3]
+        ]
+    );
+    assert_eq!(a.nodes[0].info.params, 20);
+    assert_eq!(a.nodes[0].info.macs, 2 * 8 * 8 * 9);
+    assert_eq!(a.nodes[4].info.macs, 96);
+    assert!(a.unsupported.is_empty());
+    let f = check::footprint(&g, &a);
+    assert_eq!(
+        (f.weights, f.biases, f.quant),
+        (18 + 96, 4 * 2 + 4 * 3, 5 * (2 + 3))
+    );
+    // Fused: conv+relu+pool holds 64 in + 32 out; dense 32 in + 3 out. Unfused, the largest
+    // pair is relu's 128 in + 128 out.
+    assert_eq!((f.arena, f.arena_unfused), (96, 256));
+    let r = check::report(&g, &a, export::targets::find("cortex-m0plus-32k"));
+    assert!(r.ok, "{}", r.text);
+    assert!(r.text.contains("ops: all supported"), "{}", r.text);
+}
+
+#[test]
+fn truncated_and_random_bytes_are_errors() {
+    let bytes = model().encode_to_vec();
+    for cut in [1, 7, bytes.len() / 2, bytes.len() - 1] {
+        assert!(graph::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let e = format!(
+        "{:#}",
+        graph::parse(b"\xff\xff\xff\xff garbage").unwrap_err()
+    );
+    assert!(e.contains("not an ONNX model"), "{e}");
+}
+
+#[test]
+fn mutated_files_never_panic() {
+    let bytes = model().encode_to_vec();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..2000 {
+        let mut b = bytes.clone();
+        for _ in 0..3 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let i = (state % b.len() as u64) as usize;
+            b[i] = (state >> 32) as u8;
+        }
+        if let Ok(g) = graph::parse(&b) {
+            if let Ok(a) = ops::analyse(&g) {
+                let _ = check::report(&g, &a, None);
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_opset() {
+    let mut m = model();
+    m.opset_import[0].version = 3;
+    assert!(err(&m).contains("opset_import: opset 3 is not supported"));
+}
+
+#[test]
+fn missing_initializer_is_a_dangling_edge_naming_the_node() {
+    let mut m = model();
+    m.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .retain(|t| t.name != "w");
+    let e = err(&m);
+    assert!(
+        e.contains("node conv: input w is produced by no node"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_op_is_reported_with_the_supported_list() {
+    let mut m = model();
+    nodes(&mut m)[1].op_type = "LRN".into();
+    let g = graph::parse(&m.encode_to_vec()).unwrap();
+    let a = ops::analyse(&g).unwrap();
+    assert_eq!(a.unsupported, vec![("relu".to_string(), "LRN".to_string())]);
+    let r = check::report(&g, &a, None);
+    assert!(!r.ok);
+    assert!(
+        r.text.contains("unsupported op LRN (node relu)")
+            && r.text.contains("supports: Conv, MaxPool"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn a_cycle_is_found() {
+    let mut m = model();
+    // relu now also reads the output of fc, which depends on relu.
+    nodes(&mut m)[1].input.push("m".into());
+    let e = err(&m);
+    assert!(
+        e.contains("cycle through nodes") && e.contains("relu") && e.contains("fc"),
+        "{e}"
+    );
+}
+
+#[test]
+fn symbolic_and_non_float_inputs() {
+    let mut m = model();
+    let g = m.graph.as_mut().unwrap();
+    if let Some(type_proto::Value::TensorType(t)) =
+        g.input[0].r#type.as_mut().unwrap().value.as_mut()
+    {
+        t.shape.as_mut().unwrap().dim[0].value = Some(Dim::DimParam("batch".into()));
+    }
+    assert!(err(&m).contains("dimension 0 is symbolic"));
+    let mut m = model();
+    if let Some(type_proto::Value::TensorType(t)) = m.graph.as_mut().unwrap().input[0]
+        .r#type
+        .as_mut()
+        .unwrap()
+        .value
+        .as_mut()
+    {
+        t.elem_type = 11;
+    }
+    assert!(err(&m).contains("element type Double, only FLOAT"));
+}
+
+#[test]
+fn two_inputs_duplicate_outputs_and_bad_weights() {
+    let mut m = model();
+    m.graph
+        .as_mut()
+        .unwrap()
+        .input
+        .push(value("x2", &[1, 1, 8, 8]));
+    assert!(err(&m).contains("2 inputs (x, x2)"));
+
+    let mut m = model();
+    nodes(&mut m)[1].output[0] = "c".into();
+    assert!(err(&m).contains("node relu: output c is already produced elsewhere"));
+
+    let mut m = model();
+    m.graph.as_mut().unwrap().initializer[0].float_data.pop();
+    assert!(err(&m).contains("initializer w: 17 float values"));
+
+    let mut m = model();
+    m.graph.as_mut().unwrap().initializer[2].dims = vec![31, 3];
+    let e = err(&m);
+    assert!(e.contains("initializer fw") || e.contains("node fc"), "{e}");
+}
+
+#[test]
+fn shape_errors_name_the_node() {
+    let mut m = model();
+    m.graph.as_mut().unwrap().initializer[2] = tensor("fw", &[30, 3], vec![0.0; 90]);
+    let e = err(&m);
+    assert!(
+        e.contains("node fc") && e.contains("inner dimensions differ"),
+        "{e}"
+    );
+
+    let mut m = model();
+    nodes(&mut m)[0].attribute.push(AttributeProto {
+        name: "group".into(),
+        r#type: AttributeType::Int as i32,
+        i: 2,
+        ..Default::default()
+    });
+    assert!(err(&m).contains("node conv: group 2 is not supported"));
+}
