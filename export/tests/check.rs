@@ -189,10 +189,10 @@ fn mutated_files_never_panic() {
             let i = (state % b.len() as u64) as usize;
             b[i] = (state >> 32) as u8;
         }
-        if let Ok(g) = graph::parse(&b) {
-            if let Ok(a) = ops::analyse(&g) {
-                let _ = check::report(&g, &a, None);
-            }
+        if let Ok(g) = graph::parse(&b)
+            && let Ok(a) = ops::analyse(&g)
+        {
+            let _ = check::report(&g, &a, None);
         }
     }
 }
