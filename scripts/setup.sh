@@ -10,3 +10,7 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
+# The device runtime is also built for two Cortex-M targets (M4F and M0).
+for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+  rustup target list --installed 2>/dev/null | grep -q "^$t\$" || rustup target add "$t"
+done

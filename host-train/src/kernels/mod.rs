@@ -89,7 +89,8 @@ fn flex(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     )
 }
 
-fn f32s(t: &FlexTensor) -> FlexTensor {
+/// The kernels read row-major storage.
+fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
@@ -112,7 +113,7 @@ impl ConvBlockOps for Flex {
         relu_max: bool,
     ) -> (FlexTensor, FlexTensor) {
         let d = dims_of(&x, &weight, padding);
-        let (x, weight, bias) = (f32s(&x), f32s(&weight), f32s(&bias));
+        let (x, weight, bias) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
         let kind = kind_of(relu_max);
         let (out, aux) =
             conv_block::forward(x.storage(), weight.storage(), bias.storage(), &d, kind);
@@ -133,7 +134,12 @@ impl ConvBlockOps for Flex {
         need_dx: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let d = dims_of(&x, &weight, padding);
-        let (x, weight, aux, grad) = (f32s(&x), f32s(&weight), f32s(&aux), f32s(&grad));
+        let (x, weight, aux, grad) = (
+            contiguous(&x),
+            contiguous(&weight),
+            contiguous(&aux),
+            contiguous(&grad),
+        );
         let g = conv_block::backward(
             x.storage(),
             weight.storage(),
