@@ -14,11 +14,13 @@
 //! filter volumes up to 66,000 values, VGG-16's largest is 4,608).
 
 pub mod conv2d;
+pub mod conv2d_block;
 pub mod dense;
 pub mod pool;
 pub mod reference;
 
 pub use conv2d::conv2d_s8;
+pub use conv2d_block::{Pool2x2, conv2d_pool2x2_s8};
 pub use dense::dense_s8;
 pub use pool::{avgpool2d_s8, maxpool2d_s8};
 

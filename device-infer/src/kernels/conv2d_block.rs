@@ -1,0 +1,172 @@
+//! `conv2d_pool2x2_s8`: a convolution whose output goes straight through an optional lookup
+//! table (sigmoid, tanh) into a 2x2, stride-2 max or average pooling, without materialising
+//! the convolution output: the LeNet stage in one pass, so the arena holds only the pooled
+//! result.
+//!
+//! Bit-exact with `conv2d_s8`, then the table, then `maxpool2d_s8` / `avgpool2d_s8` (tested
+//! below against the references): each pooled value is computed from the same four int8
+//! convolution outputs those kernels would produce.
+
+use super::conv2d::clip;
+use super::{ConvParams, Dims, PerChannelQuant};
+use crate::quant::requantize;
+
+/// The pooling fused after the convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool2x2 {
+    /// 2x2 max, stride 2.
+    Max,
+    /// 2x2 average, stride 2, rounded half away from zero.
+    Avg,
+}
+
+/// One convolution output value (requantized, clamped, through the table).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn conv_at(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    oy: usize,
+    ox: usize,
+    oc: usize,
+) -> i32 {
+    let c = in_dims.c;
+    let (kh, kw) = (filter_dims.h, filter_dims.w);
+    let iy0 = (oy * p.stride[0]) as isize - p.padding[0] as isize;
+    let ix0 = (ox * p.stride[1]) as isize - p.padding[1] as isize;
+    let (ky_lo, ky_hi) = clip(iy0, kh, in_dims.h);
+    let (kx_lo, kx_hi) = clip(ix0, kw, in_dims.w);
+    let run = (kx_hi - kx_lo) * c;
+    let mut acc = bias[oc];
+    if run > 0 {
+        for ky in ky_lo..ky_hi {
+            let iy = (iy0 + ky as isize) as usize;
+            let xs = &input[(iy * in_dims.w + (ix0 + kx_lo as isize) as usize) * c..][..run];
+            let ws = &filter[((oc * kh + ky) * kw + kx_lo) * c..][..run];
+            acc += xs
+                .iter()
+                .zip(ws)
+                .map(|(&x, &w)| (x as i32 + p.input_offset) * w as i32)
+                .sum::<i32>();
+        }
+    }
+    let v = p
+        .act
+        .apply(requantize(acc, q.multiplier[oc], q.shift[oc] as i32) + p.output_offset);
+    match lut {
+        Some(t) => t[(v as i32 + 128) as usize] as i32,
+        None => v as i32,
+    }
+}
+
+/// Convolution + optional table + 2x2/2 pooling of one HWC image. `out_dims` is the pooled
+/// size: `floor(conv_out / 2)` in each direction (validated at load).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool2x2_s8(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
+            for (oc, o) in out.iter_mut().enumerate() {
+                let at = |dy: usize, dx: usize| {
+                    conv_at(
+                        p,
+                        q,
+                        in_dims,
+                        input,
+                        filter_dims,
+                        filter,
+                        bias,
+                        lut,
+                        2 * py + dy,
+                        2 * px + dx,
+                        oc,
+                    )
+                };
+                let v = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                *o = match pool {
+                    Pool2x2::Max => v.iter().copied().fold(i32::MIN, i32::max),
+                    Pool2x2::Avg => {
+                        let s: i32 = v.iter().sum();
+                        if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }
+                    }
+                } as i8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{Clamp, PoolParams, reference, window_out};
+    use proptest::prelude::*;
+
+    fn bytes(n: usize, seed: u64) -> Vec<i8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as i8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn bit_exact_with_conv_then_table_then_pool(
+            (c, h, w, k, oc, pad) in (1usize..5, 2usize..12, 2usize..12, 1usize..6, 1usize..6, 0usize..3),
+            zp in -128i32..128, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
+            seed in any::<u64>(), relu in any::<bool>(), with_lut in any::<bool>(), max in any::<bool>(),
+        ) {
+            let (Some(ch), Some(cw)) = (window_out(h, k, 1, 2 * pad), window_out(w, k, 1, 2 * pad)) else { return Ok(()); };
+            if ch < 2 || cw < 2 { return Ok(()); }
+            let in_dims = Dims { h, w, c };
+            let fd = Dims { h: k, w: k, c };
+            let conv_dims = Dims { h: ch, w: cw, c: oc };
+            let out_dims = Dims { h: ch / 2, w: cw / 2, c: oc };
+            let p = ConvParams { input_offset: -zp, output_offset: zo, stride: [1, 1], padding: [pad, pad], act: if relu { Clamp { min: zo as i8, max: 127 } } else { Clamp::NONE } };
+            let input = bytes(in_dims.len(), seed);
+            let filter: Vec<i8> = bytes(oc * fd.len(), !seed).into_iter().map(|v| v.max(-127)).collect();
+            let bias: Vec<i32> = (0..oc as i32).map(|i| i * 311 - 500).collect();
+            let mult = vec![m; oc];
+            let shifts = vec![shift; oc];
+            let q = PerChannelQuant { multiplier: &mult, shift: &shifts };
+            let mut table = [0i8; 256];
+            for (i, t) in table.iter_mut().enumerate() { *t = ((i as i32 * 37 + 11) % 256 - 128) as i8; }
+            let lut = with_lut.then_some(&table);
+            let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
+
+            let mut fused = vec![0i8; out_dims.len()];
+            conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut fused);
+
+            let mut conv = vec![0i8; conv_dims.len()];
+            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
+            if let Some(t) = lut { for v in conv.iter_mut() { *v = t[(*v as i32 + 128) as usize]; } }
+            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
+            let mut unfused = vec![0i8; out_dims.len()];
+            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut unfused) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut unfused) }
+            prop_assert_eq!(fused, unfused);
+        }
+    }
+}
