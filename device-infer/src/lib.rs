@@ -9,6 +9,23 @@
 )]
 
 pub mod kernels;
+pub mod model;
 pub mod quant;
+/// Host side: the device-format writer (`std` feature).
+#[cfg(any(test, feature = "std"))]
+pub mod writer;
 
+pub use model::{Error, Model, argmax};
 pub use quant::requantize;
+
+/// Embeds a device model file with the 4-byte alignment [`Model::from_bytes`] requires:
+/// `static MODEL: &[u8] = device_infer::include_model!("lenet.lnq8");`
+#[macro_export]
+macro_rules! include_model {
+    ($path:expr) => {{
+        #[repr(C, align(4))]
+        struct Aligned<T: ?Sized>(T);
+        static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}

@@ -1,0 +1,821 @@
+//! The device model: parsed and validated once from bytes (see `docs/device-model-format.md`),
+//! then run any number of times in a caller-provided arena.
+
+use core::fmt;
+
+use crate::kernels::{
+    self, Clamp, ConvParams, Dims, PerChannelQuant, Pool2x2, PoolParams, window_out,
+};
+use crate::quant::requantize;
+
+/// The 4 magic bytes.
+pub const MAGIC: [u8; 4] = *b"LNQ8";
+/// The format version this runtime reads.
+pub const VERSION: u16 = 1;
+const HEADER_LEN: usize = 48;
+const ENTRY_LEN: usize = 64;
+
+/// Why a model was rejected or a run could not start. Small and `Copy`; `Display` says what
+/// to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not a device model (bad magic or shorter than a header).
+    NotAModel,
+    /// Written for another format version.
+    Version {
+        /// The file's version.
+        found: u16,
+    },
+    /// The file length field disagrees with the bytes given.
+    Length {
+        /// Length recorded in the header.
+        header: u32,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// CRC mismatch: the file is corrupt.
+    Crc {
+        /// CRC recorded in the header.
+        header: u32,
+        /// CRC of the bytes.
+        actual: u32,
+    },
+    /// The bytes are not 4-byte aligned in memory (see `include_model!`).
+    Misaligned,
+    /// A field of the header is invalid.
+    Header(&'static str),
+    /// A field of layer `layer` is invalid.
+    Layer {
+        /// Layer index.
+        layer: u16,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The arena given to `run` is too small.
+    ArenaTooSmall {
+        /// Bytes needed.
+        needed: u32,
+    },
+    /// The input given to `run` has the wrong length.
+    InputLength {
+        /// Values expected.
+        expected: u32,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::NotAModel => f.write_str("not a device model (bad magic or too short)"),
+            Error::Version { found } => write!(
+                f,
+                "device model format version {found}, this runtime reads version {VERSION}: regenerate it with `export quantize`"
+            ),
+            Error::Length { header, actual } => write!(
+                f,
+                "truncated or padded model: header says {header} bytes, got {actual}"
+            ),
+            Error::Crc { header, actual } => write!(
+                f,
+                "corrupt model: CRC-32 {actual:08x}, header says {header:08x}"
+            ),
+            Error::Misaligned => f.write_str(
+                "model bytes are not 4-byte aligned (embed them with device_infer::include_model!)",
+            ),
+            Error::Header(what) => write!(f, "invalid model header: {what}"),
+            Error::Layer { layer, what } => write!(f, "invalid layer {layer}: {what}"),
+            Error::ArenaTooSmall { needed } => {
+                write!(f, "arena too small: the model needs {needed} bytes")
+            }
+            Error::InputLength { expected } => write!(f, "input must hold {expected} values"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib's `crc32`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    !bytes.iter().fold(!0u32, |c, &b| {
+        TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn i32_at(b: &[u8], o: usize) -> Option<i32> {
+    Some(i32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn i8_at(b: &[u8], o: usize) -> Option<i8> {
+    b.get(o).map(|&v| v as i8)
+}
+
+/// What a layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Convolution, optionally with a fused 2x2 pooling.
+    Conv2d(Option<Pool2x2>),
+    /// Fully connected.
+    Dense,
+    /// Max pooling.
+    MaxPool,
+    /// Average pooling.
+    AvgPool,
+}
+
+/// One validated layer, borrowing its constants from the model bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    /// What it computes.
+    pub kind: Kind,
+    /// Input activation.
+    pub input: Dims,
+    /// Output activation.
+    pub output: Dims,
+    /// Kernel, stride and padding (`[h, w]`).
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Top and left padding.
+    pub padding: [usize; 2],
+    /// `-zp_in`.
+    pub input_offset: i32,
+    /// `zp_out`.
+    pub output_offset: i32,
+    /// Fused activation range.
+    pub act: Clamp,
+    /// Weights (OHWI or `[out][in]`), empty for pools.
+    pub weights: &'a [i8],
+    /// int32 biases, one per output channel.
+    pub bias: &'a [i32],
+    /// Requantization multipliers.
+    pub multiplier: &'a [i32],
+    /// Requantization shifts.
+    pub shift: &'a [i8],
+    /// Optional lookup table after the requantization.
+    pub lut: Option<&'a [i8; 256]>,
+    /// Arena buffer read (0 or 1).
+    pub read: u8,
+    /// Arena buffer written (0 or 1).
+    pub write: u8,
+}
+
+/// A validated device model over borrowed bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    arena_len: usize,
+    buffer1: usize,
+    layers: u16,
+    outputs: usize,
+    input: Dims,
+    input_zero_point: i8,
+    output_zero_point: i8,
+    input_multiplier: i32,
+    input_shift: i8,
+}
+
+fn slice_i8(b: &[u8], off: u32, len: usize) -> Option<&[i8]> {
+    let s = b.get(off as usize..(off as usize).checked_add(len)?)?;
+    bytemuck::try_cast_slice(s).ok()
+}
+fn slice_i32(b: &[u8], off: u32, count: usize) -> Option<&[i32]> {
+    if !off.is_multiple_of(4) {
+        return None;
+    }
+    let s = b.get(off as usize..(off as usize).checked_add(count.checked_mul(4)?)?)?;
+    bytemuck::try_cast_slice(s).ok()
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a model. After `Ok`, [`run`](Self::run) cannot fail on the
+    /// model's account.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        if bytes.len() < HEADER_LEN || bytes.get(0..4) != Some(&MAGIC[..]) {
+            return Err(Error::NotAModel);
+        }
+        let h = |o| u32_at(bytes, o).ok_or(Error::NotAModel);
+        let version = u16_at(bytes, 4).ok_or(Error::NotAModel)?;
+        if version != VERSION {
+            return Err(Error::Version { found: version });
+        }
+        if u16_at(bytes, 6) != Some(HEADER_LEN as u16) {
+            return Err(Error::Header("header length"));
+        }
+        let file_len = h(8)?;
+        if file_len as usize != bytes.len() {
+            return Err(Error::Length {
+                header: file_len,
+                actual: bytes.len(),
+            });
+        }
+        let crc = h(12)?;
+        let actual = crc32(bytes.get(16..).unwrap_or(&[]));
+        if crc != actual {
+            return Err(Error::Crc {
+                header: crc,
+                actual,
+            });
+        }
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
+            return Err(Error::Misaligned);
+        }
+        let dim = |o| u16_at(bytes, o).map(usize::from).ok_or(Error::NotAModel);
+        let model = Model {
+            bytes,
+            arena_len: h(16)? as usize,
+            buffer1: h(20)? as usize,
+            layers: u16_at(bytes, 24).ok_or(Error::NotAModel)?,
+            outputs: dim(26)?,
+            input: Dims {
+                h: dim(28)?,
+                w: dim(30)?,
+                c: dim(32)?,
+            },
+            input_zero_point: i8_at(bytes, 34).ok_or(Error::NotAModel)?,
+            output_zero_point: i8_at(bytes, 35).ok_or(Error::NotAModel)?,
+            input_multiplier: i32_at(bytes, 36).ok_or(Error::NotAModel)?,
+            input_shift: i8_at(bytes, 40).ok_or(Error::NotAModel)?,
+        };
+        if h(44)? as usize != HEADER_LEN {
+            return Err(Error::Header("layer table offset"));
+        }
+        if model.layers == 0 || HEADER_LEN + model.layers as usize * ENTRY_LEN > bytes.len() {
+            return Err(Error::Header("layer count"));
+        }
+        if model.input.is_empty() || model.outputs == 0 {
+            return Err(Error::Header("input or output size"));
+        }
+        if model.input_multiplier < 0 || !(-31..=30).contains(&model.input_shift) {
+            return Err(Error::Header("input quantization"));
+        }
+        if model.buffer1 > model.arena_len || !model.buffer1.is_multiple_of(4) {
+            return Err(Error::Header("arena buffer offset"));
+        }
+        // Every layer, and the chain of shapes and buffers.
+        let mut prev = model.input;
+        let mut prev_buf = 0u8;
+        for i in 0..model.layers {
+            let l = model.layer(i)?;
+            let bad = |what| Err(Error::Layer { layer: i, what });
+            if l.input != prev {
+                return bad("input shape differs from the previous layer's output");
+            }
+            if l.read != prev_buf || l.write > 1 || l.read == l.write {
+                return bad("arena buffers");
+            }
+            let cap = |buf: u8| {
+                if buf == 0 {
+                    model.buffer1
+                } else {
+                    model.arena_len - model.buffer1
+                }
+            };
+            if l.input.len() > cap(l.read) || l.output.len() > cap(l.write) {
+                return bad("activation larger than its arena buffer");
+            }
+            prev = l.output;
+            prev_buf = l.write;
+        }
+        if prev.len() != model.outputs {
+            return Err(Error::Header(
+                "output count differs from the last layer's output",
+            ));
+        }
+        Ok(model)
+    }
+
+    /// Decodes and checks entry `i` of the layer table.
+    fn layer(&self, i: u16) -> Result<Layer<'a>, Error> {
+        let b = self.bytes;
+        let e = HEADER_LEN + i as usize * ENTRY_LEN;
+        let bad = |what| Error::Layer { layer: i, what };
+        let field = |o: usize| b.get(e + o).copied().ok_or(bad("truncated"));
+        let d16 = |o: usize| u16_at(b, e + o).map(usize::from).ok_or(bad("truncated"));
+        let w32 = |o: usize| u32_at(b, e + o).ok_or(bad("truncated"));
+        let input = Dims {
+            h: d16(2)?,
+            w: d16(4)?,
+            c: d16(6)?,
+        };
+        let output = Dims {
+            h: d16(8)?,
+            w: d16(10)?,
+            c: d16(12)?,
+        };
+        let kernel = [field(14)? as usize, field(15)? as usize];
+        let stride = [field(16)? as usize, field(17)? as usize];
+        let padding = [field(18)? as usize, field(19)? as usize];
+        let input_offset = i32_at(b, e + 20).ok_or(bad("truncated"))?;
+        let output_offset = i32_at(b, e + 24).ok_or(bad("truncated"))?;
+        let act = Clamp {
+            min: field(28)? as i8,
+            max: field(29)? as i8,
+        };
+        let has_lut = field(30)? != 0;
+        let kind = match (field(0)?, field(1)?) {
+            (1, 0) => Kind::Conv2d(None),
+            (1, 3) => Kind::Conv2d(Some(Pool2x2::Max)),
+            (1, 4) => Kind::Conv2d(Some(Pool2x2::Avg)),
+            (2, 0) => Kind::Dense,
+            (3, 0) => Kind::MaxPool,
+            (4, 0) => Kind::AvgPool,
+            _ => return Err(bad("unknown kind")),
+        };
+        if input.is_empty() || output.is_empty() {
+            return Err(bad("empty activation"));
+        }
+        if !(-255..=255).contains(&input_offset)
+            || !(-128..=127).contains(&output_offset)
+            || act.min > act.max
+        {
+            return Err(bad("zero point or clamp out of range"));
+        }
+        let (oc, weights_len) = match kind {
+            Kind::Conv2d(pool) => {
+                let (Some(ch), Some(cw)) = (
+                    window_out(input.h, kernel[0], stride[0], 2 * padding[0]),
+                    window_out(input.w, kernel[1], stride[1], 2 * padding[1]),
+                ) else {
+                    return Err(bad("kernel does not fit the input"));
+                };
+                // Bottom/right padding may be one less than top/left (SAME with even kernels):
+                // accept both sizes the rule gives.
+                let alt = |n: usize, k, s, p: usize| window_out(n, k, s, (2 * p).saturating_sub(1));
+                let conv_ok = |ch: usize, cw: usize| match pool {
+                    None => output.h == ch && output.w == cw,
+                    Some(_) => output.h == ch / 2 && output.w == cw / 2 && ch >= 2 && cw >= 2,
+                };
+                let ok = conv_ok(ch, cw)
+                    || match (
+                        alt(input.h, kernel[0], stride[0], padding[0]),
+                        alt(input.w, kernel[1], stride[1], padding[1]),
+                    ) {
+                        (Some(a), Some(c)) => conv_ok(a, c),
+                        _ => false,
+                    };
+                if !ok {
+                    return Err(bad("output size does not follow from the convolution"));
+                }
+                let vol = kernel[0] * kernel[1] * input.c;
+                // |(x - zp) * w| <= 255 * 127 per product: keep the sum inside i32.
+                if vol > 65_000 {
+                    return Err(bad("filter volume could overflow the accumulator"));
+                }
+                (output.c, output.c * vol)
+            }
+            Kind::Dense => {
+                if output.h != 1 || output.w != 1 || input.len() > 65_000 {
+                    return Err(bad("dense shape"));
+                }
+                (output.c, output.c * input.len())
+            }
+            Kind::MaxPool | Kind::AvgPool => {
+                let ok = output.c == input.c
+                    && window_out(input.h, kernel[0], stride[0], 2 * padding[0])
+                        .is_some_and(|v| v >= output.h)
+                    && window_out(input.w, kernel[1], stride[1], 2 * padding[1])
+                        .is_some_and(|v| v >= output.w)
+                    && padding[0] < kernel[0]
+                    && padding[1] < kernel[1];
+                if !ok {
+                    return Err(bad("pooling shape"));
+                }
+                (0, 0)
+            }
+        };
+        let weights_off = w32(32)?;
+        if w32(36)? as usize != weights_len {
+            return Err(bad("weights length"));
+        }
+        let weights =
+            slice_i8(b, weights_off, weights_len).ok_or(bad("weights out of the file"))?;
+        if weights.contains(&i8::MIN) {
+            return Err(bad("weights must lie in [-127, 127]"));
+        }
+        if w32(44)? as usize != oc {
+            return Err(bad("bias count"));
+        }
+        let bias = slice_i32(b, w32(40)?, oc).ok_or(bad("bias out of the file or misaligned"))?;
+        let multiplier =
+            slice_i32(b, w32(48)?, oc).ok_or(bad("multipliers out of the file or misaligned"))?;
+        let shift = slice_i8(b, w32(52)?, oc).ok_or(bad("shifts out of the file"))?;
+        if multiplier.iter().any(|&m| m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)) {
+            return Err(bad("multiplier or shift out of range"));
+        }
+        let lut = if has_lut {
+            let t = slice_i8(b, w32(56)?, 256).ok_or(bad("lookup table out of the file"))?;
+            Some(t.try_into().map_err(|_| bad("lookup table"))?)
+        } else {
+            None
+        };
+        if has_lut && !matches!(kind, Kind::Conv2d(_) | Kind::Dense) {
+            return Err(bad("lookup table on a pooling layer"));
+        }
+        Ok(Layer {
+            kind,
+            input,
+            output,
+            kernel,
+            stride,
+            padding,
+            input_offset,
+            output_offset,
+            act,
+            weights,
+            bias,
+            multiplier,
+            shift,
+            lut,
+            read: field(60)?,
+            write: field(61)?,
+        })
+    }
+
+    /// Bytes of arena [`run`](Self::run) needs.
+    pub const fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    /// Input shape (HWC).
+    pub const fn input_dims(&self) -> Dims {
+        self.input
+    }
+
+    /// Number of output values (classes).
+    pub const fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Number of layers.
+    pub const fn layers(&self) -> u16 {
+        self.layers
+    }
+
+    /// Layer `i` (validated at load).
+    pub fn layer_at(&self, i: u16) -> Result<Layer<'a>, Error> {
+        self.layer(i)
+    }
+
+    /// The output zero point (an output `q` means `scale * (q - zero_point)`).
+    pub const fn output_zero_point(&self) -> i8 {
+        self.output_zero_point
+    }
+
+    /// Quantizes raw `u8` pixels (HWC, the training preprocessing is `p / 255`) into the model's
+    /// input.
+    pub fn quantize_input(&self, pixels: &[u8], out: &mut [i8]) -> Result<(), Error> {
+        if pixels.len() != self.input.len() || out.len() != self.input.len() {
+            return Err(Error::InputLength {
+                expected: self.input.len() as u32,
+            });
+        }
+        for (o, &p) in out.iter_mut().zip(pixels) {
+            let v = requantize(p as i32, self.input_multiplier, self.input_shift as i32)
+                + self.input_zero_point as i32;
+            *o = v.clamp(-128, 127) as i8;
+        }
+        Ok(())
+    }
+
+    /// Runs the model on a quantized input, using `arena` (at least [`arena_len`](Self::arena_len)
+    /// bytes) for activations. Returns the int8 outputs, which live in the arena.
+    pub fn run<'b>(&self, input: &[i8], arena: &'b mut [i8]) -> Result<&'b [i8], Error> {
+        if arena.len() < self.arena_len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len as u32,
+            });
+        }
+        if input.len() != self.input.len() {
+            return Err(Error::InputLength {
+                expected: self.input.len() as u32,
+            });
+        }
+        let (buf0, buf1) = arena.split_at_mut(self.buffer1);
+        buf0[..input.len()].copy_from_slice(input);
+        let mut last = (0u8, 0usize);
+        for i in 0..self.layers {
+            let l = self.layer(i)?;
+            let (src, dst) = if l.read == 0 {
+                (&*buf0, &mut *buf1)
+            } else {
+                (&*buf1, &mut *buf0)
+            };
+            let x = &src[..l.input.len()];
+            let y = &mut dst[..l.output.len()];
+            run_layer(&l, x, y);
+            last = (l.write, l.output.len());
+        }
+        let out = if last.0 == 0 {
+            &buf0[..last.1]
+        } else {
+            &buf1[..last.1]
+        };
+        Ok(out)
+    }
+}
+
+/// Runs one validated layer.
+fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
+    let q = PerChannelQuant {
+        multiplier: l.multiplier,
+        shift: l.shift,
+    };
+    let p = ConvParams {
+        input_offset: l.input_offset,
+        output_offset: l.output_offset,
+        stride: l.stride,
+        padding: l.padding,
+        act: l.act,
+    };
+    let filter = Dims {
+        h: l.kernel[0],
+        w: l.kernel[1],
+        c: l.input.c,
+    };
+    match l.kind {
+        Kind::Conv2d(Some(pool)) => kernels::conv2d_pool2x2_s8(
+            &p, &q, l.input, x, filter, l.weights, l.bias, l.lut, pool, l.output, y,
+        ),
+        Kind::Conv2d(None) => {
+            kernels::conv2d_s8(&p, &q, l.input, x, filter, l.weights, l.bias, l.output, y);
+            apply_lut(l.lut, y);
+        }
+        Kind::Dense => {
+            kernels::dense_s8(
+                l.input_offset,
+                l.output_offset,
+                l.act,
+                &q,
+                x,
+                l.weights,
+                l.bias,
+                y,
+            );
+            apply_lut(l.lut, y);
+        }
+        Kind::MaxPool | Kind::AvgPool => {
+            let pp = PoolParams {
+                kernel: l.kernel,
+                stride: l.stride,
+                padding: l.padding,
+                act: l.act,
+            };
+            if l.kind == Kind::MaxPool {
+                kernels::maxpool2d_s8(&pp, l.input, x, l.output, y)
+            } else {
+                kernels::avgpool2d_s8(&pp, l.input, x, l.output, y)
+            }
+        }
+    }
+}
+
+fn apply_lut(lut: Option<&[i8; 256]>, y: &mut [i8]) {
+    if let Some(t) = lut {
+        for v in y.iter_mut() {
+            *v = t[(*v as i32 + 128) as usize];
+        }
+    }
+}
+
+/// Index of the largest output (the predicted class); the first on ties.
+pub fn argmax(outputs: &[i8]) -> usize {
+    outputs
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > outputs[best] { i } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference;
+    use crate::writer::{LayerSpec, ModelSpec, write};
+
+    fn bytes(n: usize, seed: u64) -> Vec<i8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 24) as i8).max(-127)
+            })
+            .collect()
+    }
+
+    /// 6x6x1 -> conv 3x3 (pad 1) 2ch + ReLU + fused max pool -> 3x3x2 -> dense 18 -> 3.
+    fn spec() -> ModelSpec {
+        let conv = LayerSpec {
+            kind: Kind::Conv2d(Some(Pool2x2::Max)),
+            input: Dims { h: 6, w: 6, c: 1 },
+            output: Dims { h: 3, w: 3, c: 2 },
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            input_offset: 128,
+            output_offset: -128,
+            act: Clamp {
+                min: -128,
+                max: 127,
+            },
+            weights: bytes(18, 1),
+            bias: vec![100, -50],
+            multiplier: vec![1_500_000_000, 1_200_000_000],
+            shift: vec![-7, -6],
+            lut: None,
+        };
+        let dense = LayerSpec {
+            kind: Kind::Dense,
+            input: Dims { h: 3, w: 3, c: 2 },
+            output: Dims { h: 1, w: 1, c: 3 },
+            kernel: [0, 0],
+            stride: [0, 0],
+            padding: [0, 0],
+            input_offset: 128,
+            output_offset: 5,
+            act: Clamp::NONE,
+            weights: bytes(54, 2),
+            bias: vec![7, 8, -9],
+            multiplier: vec![1_300_000_000; 3],
+            shift: vec![-6; 3],
+            lut: None,
+        };
+        ModelSpec {
+            input: Dims { h: 6, w: 6, c: 1 },
+            input_zero_point: -128,
+            input_multiplier: 1 << 30,
+            input_shift: 1,
+            output_zero_point: 5,
+            layers: vec![conv, dense],
+        }
+    }
+
+    /// 4-byte aligned copy of `b`.
+    fn aligned(b: &[u8]) -> Vec<u32> {
+        let mut v = vec![0u32; b.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut v)[..b.len()].copy_from_slice(b);
+        v
+    }
+
+    fn view(v: &[u32], len: usize) -> &[u8] {
+        &bytemuck::cast_slice(v)[..len]
+    }
+
+    #[test]
+    fn runs_bit_exact_with_the_reference_kernels() {
+        let file = write(&spec());
+        let mem = aligned(&file);
+        let m = Model::from_bytes(view(&mem, file.len())).unwrap();
+        assert_eq!((m.layers(), m.outputs(), m.arena_len()), (2, 3, 36 + 18));
+        let pixels: Vec<u8> = (0..36).map(|i| (i * 7 % 256) as u8).collect();
+        let mut x = [0i8; 36];
+        m.quantize_input(&pixels, &mut x).unwrap();
+        assert_eq!(x[5], (35 - 128) as i8);
+        let mut arena = vec![0i8; m.arena_len()];
+        let out = m.run(&x, &mut arena).unwrap().to_vec();
+
+        let s = spec();
+        let (c, d) = (&s.layers[0], &s.layers[1]);
+        let q = PerChannelQuant {
+            multiplier: &c.multiplier,
+            shift: &c.shift,
+        };
+        let p = ConvParams {
+            input_offset: 128,
+            output_offset: -128,
+            stride: [1, 1],
+            padding: [1, 1],
+            act: c.act,
+        };
+        let mut conv = [0i8; 72];
+        reference::conv2d::conv2d_s8(
+            &p,
+            &q,
+            c.input,
+            &x,
+            Dims { h: 3, w: 3, c: 1 },
+            &c.weights,
+            &c.bias,
+            Dims { h: 6, w: 6, c: 2 },
+            &mut conv,
+        );
+        let mut pooled = [0i8; 18];
+        let pp = PoolParams {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            act: Clamp::NONE,
+        };
+        reference::pool::maxpool2d_s8(&pp, Dims { h: 6, w: 6, c: 2 }, &conv, c.output, &mut pooled);
+        let mut want = [0i8; 3];
+        let qd = PerChannelQuant {
+            multiplier: &d.multiplier,
+            shift: &d.shift,
+        };
+        reference::dense::dense_s8(
+            128,
+            5,
+            Clamp::NONE,
+            &qd,
+            &pooled,
+            &d.weights,
+            &d.bias,
+            &mut want,
+        );
+        assert_eq!(out, want);
+        assert_eq!(argmax(&out), argmax(&want));
+    }
+
+    #[test]
+    fn bad_files_are_named_errors() {
+        let file = write(&spec());
+        let check = |b: &[u8]| {
+            let mem = aligned(b);
+            Model::from_bytes(view(&mem, b.len())).err()
+        };
+        assert_eq!(check(&file[..40]), Some(Error::NotAModel));
+        assert!(matches!(
+            check(&file[..file.len() - 4]),
+            Some(Error::Length { .. })
+        ));
+        let mut f = file.clone();
+        f[100] ^= 1;
+        assert!(matches!(check(&f), Some(Error::Crc { .. })));
+        let mut f = file.clone();
+        f[4] = 2;
+        let e = check(&f).unwrap();
+        assert_eq!(e, Error::Version { found: 2 });
+        assert!(std::format!("{e}").contains("export quantize"));
+        // Misaligned bytes.
+        let mem = aligned(&[&[0u8][..], &file].concat());
+        assert_eq!(
+            Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&mem)[1..=file.len()]).err(),
+            Some(Error::Misaligned)
+        );
+        // Run-time misuse.
+        let mem = aligned(&file);
+        let m = Model::from_bytes(view(&mem, file.len())).unwrap();
+        assert_eq!(
+            m.run(&[0; 36], &mut [0; 10]).err(),
+            Some(Error::ArenaTooSmall { needed: 54 })
+        );
+        assert_eq!(
+            m.run(&[0; 35], &mut [0; 54]).err(),
+            Some(Error::InputLength { expected: 36 })
+        );
+    }
+
+    #[test]
+    fn mutated_models_never_panic() {
+        let file = write(&spec());
+        let mut st = 0x9E37_79B9_7F4A_7C15u64;
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut f = file.clone();
+            for _ in 0..2 {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                let i = 16 + (st % (f.len() as u64 - 16)) as usize;
+                f[i] = (st >> 40) as u8;
+            }
+            // Re-seal the CRC so validation goes past it.
+            let crc = crc32(&f[16..]);
+            f[12..16].copy_from_slice(&crc.to_le_bytes());
+            let mem = aligned(&f);
+            if let Ok(m) = Model::from_bytes(view(&mem, f.len())) {
+                accepted += 1;
+                let mut arena = vec![0i8; m.arena_len()];
+                let x = vec![3i8; m.input_dims().len()];
+                m.run(&x, &mut arena).unwrap();
+            }
+        }
+        // Most mutations hit weights or reserved bytes and stay valid models.
+        assert!(accepted > 1000, "{accepted}");
+    }
+}

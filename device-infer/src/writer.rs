@@ -1,0 +1,164 @@
+//! Host side: serialises a quantized model into the device format (`std` feature). It lives
+//! beside the reader so the two cannot drift; `export quantize` fills a [`ModelSpec`].
+
+extern crate std;
+use std::vec::Vec;
+
+use crate::kernels::{Clamp, Dims, Pool2x2};
+use crate::model::{Kind, MAGIC, VERSION, crc32};
+
+/// One layer, with its constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    /// What it computes.
+    pub kind: Kind,
+    /// Input activation (HWC).
+    pub input: Dims,
+    /// Output activation (after fused pooling).
+    pub output: Dims,
+    /// `[kh, kw]` (pools and convolutions).
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// `[top, left]`.
+    pub padding: [usize; 2],
+    /// `-zp_in`.
+    pub input_offset: i32,
+    /// `zp_out`.
+    pub output_offset: i32,
+    /// Fused activation range.
+    pub act: Clamp,
+    /// int8 weights (OHWI / `[out][in]`).
+    pub weights: Vec<i8>,
+    /// int32 biases.
+    pub bias: Vec<i32>,
+    /// Per-channel multipliers.
+    pub multiplier: Vec<i32>,
+    /// Per-channel shifts.
+    pub shift: Vec<i8>,
+    /// Lookup table applied after requantization.
+    pub lut: Option<[i8; 256]>,
+}
+
+/// A whole model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Input shape (HWC).
+    pub input: Dims,
+    /// Input zero point.
+    pub input_zero_point: i8,
+    /// `u8` pixel -> input: multiplier.
+    pub input_multiplier: i32,
+    /// `u8` pixel -> input: shift.
+    pub input_shift: i8,
+    /// Output zero point.
+    pub output_zero_point: i8,
+    /// The layers in order.
+    pub layers: Vec<LayerSpec>,
+}
+
+fn align4(v: &mut Vec<u8>) {
+    while !v.len().is_multiple_of(4) {
+        v.push(0);
+    }
+}
+
+fn put_u16(v: &mut Vec<u8>, x: usize) {
+    v.extend_from_slice(&(x as u16).to_le_bytes());
+}
+
+/// Serialises `spec`. Layers ping-pong between two arena buffers: buffer 0 holds the input and
+/// every second activation, buffer 1 the others, each sized for the largest it holds.
+pub fn write(spec: &ModelSpec) -> Vec<u8> {
+    let n = spec.layers.len();
+    let mut cap = [spec.input.len(), 0usize];
+    for (i, l) in spec.layers.iter().enumerate() {
+        let b = (i + 1) % 2;
+        cap[b] = cap[b].max(l.output.len());
+    }
+    let buffer1 = cap[0].div_ceil(4) * 4;
+    let arena = buffer1 + cap[1];
+
+    // Data after the header and the table.
+    let table_end = 48 + 64 * n;
+    let mut data: Vec<u8> = Vec::new();
+    let mut place = |bytes: &[u8]| -> u32 {
+        align4(&mut data);
+        let off = (table_end + data.len()) as u32;
+        data.extend_from_slice(bytes);
+        off
+    };
+    let mut entries = Vec::with_capacity(64 * n);
+    for (i, l) in spec.layers.iter().enumerate() {
+        let w: Vec<u8> = l.weights.iter().map(|&v| v as u8).collect();
+        let b: Vec<u8> = l.bias.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let m: Vec<u8> = l.multiplier.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let s: Vec<u8> = l.shift.iter().map(|&v| v as u8).collect();
+        let (w_off, b_off, m_off, s_off) = (place(&w), place(&b), place(&m), place(&s));
+        let t_off = l.lut.map(|t| place(&t.map(|v| v as u8))).unwrap_or(0);
+        let (kind, pool) = match l.kind {
+            Kind::Conv2d(None) => (1u8, 0u8),
+            Kind::Conv2d(Some(Pool2x2::Max)) => (1, 3),
+            Kind::Conv2d(Some(Pool2x2::Avg)) => (1, 4),
+            Kind::Dense => (2, 0),
+            Kind::MaxPool => (3, 0),
+            Kind::AvgPool => (4, 0),
+        };
+        let e = &mut entries;
+        e.extend_from_slice(&[kind, pool]);
+        for d in [
+            l.input.h, l.input.w, l.input.c, l.output.h, l.output.w, l.output.c,
+        ] {
+            put_u16(e, d);
+        }
+        for v in [l.kernel, l.stride, l.padding].into_iter().flatten() {
+            e.push(v as u8);
+        }
+        e.extend_from_slice(&l.input_offset.to_le_bytes());
+        e.extend_from_slice(&l.output_offset.to_le_bytes());
+        e.extend_from_slice(&[
+            l.act.min as u8,
+            l.act.max as u8,
+            u8::from(l.lut.is_some()),
+            0,
+        ]);
+        for v in [
+            w_off,
+            w.len() as u32,
+            b_off,
+            l.bias.len() as u32,
+            m_off,
+            s_off,
+            t_off,
+        ] {
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        e.extend_from_slice(&[(i % 2) as u8, ((i + 1) % 2) as u8, 0, 0]);
+    }
+    align4(&mut data);
+
+    let mut out = Vec::with_capacity(table_end + data.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    put_u16(&mut out, 48);
+    let total = (table_end + data.len()) as u32;
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // CRC, filled below
+    out.extend_from_slice(&(arena as u32).to_le_bytes());
+    out.extend_from_slice(&(buffer1 as u32).to_le_bytes());
+    put_u16(&mut out, n);
+    put_u16(&mut out, spec.layers.last().map_or(0, |l| l.output.len()));
+    for d in [spec.input.h, spec.input.w, spec.input.c] {
+        put_u16(&mut out, d);
+    }
+    out.extend_from_slice(&[spec.input_zero_point as u8, spec.output_zero_point as u8]);
+    out.extend_from_slice(&spec.input_multiplier.to_le_bytes());
+    out.extend_from_slice(&[spec.input_shift as u8, 0, 0, 0]);
+    out.extend_from_slice(&48u32.to_le_bytes());
+    debug_assert_eq!(out.len(), 48);
+    out.extend_from_slice(&entries);
+    out.extend_from_slice(&data);
+    let crc = crc32(&out[16..]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    out
+}
