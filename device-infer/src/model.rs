@@ -505,6 +505,17 @@ impl<'a> Model<'a> {
     /// Runs the model on a quantized input, using `arena` (at least [`arena_len`](Self::arena_len)
     /// bytes) for activations. Returns the int8 outputs, which live in the arena.
     pub fn run<'b>(&self, input: &[i8], arena: &'b mut [i8]) -> Result<&'b [i8], Error> {
+        self.run_traced(input, arena, |_, _| {})
+    }
+
+    /// [`run`](Self::run), calling `trace(layer, output)` after each layer (per-layer error
+    /// analysis on the host, instruction counts per layer on a board).
+    pub fn run_traced<'b>(
+        &self,
+        input: &[i8],
+        arena: &'b mut [i8],
+        mut trace: impl FnMut(u16, &[i8]),
+    ) -> Result<&'b [i8], Error> {
         if arena.len() < self.arena_len {
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_len as u32,
@@ -528,6 +539,7 @@ impl<'a> Model<'a> {
             let x = &src[..l.input.len()];
             let y = &mut dst[..l.output.len()];
             run_layer(&l, x, y);
+            trace(i, y);
             last = (l.write, l.output.len());
         }
         let out = if last.0 == 0 {

@@ -5,9 +5,13 @@
 //! - [`ops`]: the op registry; shape inference, parameters and MACs per node.
 //! - [`check`]: the report and the int8 flash / RAM estimate; [`targets`]: the parts table.
 //! - [`parity`]: tract on a parity sample, against burn's logits.
+//! - [`float`]: a reference float interpreter; [`quantize`]: calibration and int8 quantization
+//!   into the device format (`device_infer::writer`).
 
 pub mod check;
+pub mod float;
 pub mod graph;
 pub mod ops;
 pub mod parity;
+pub mod quantize;
 pub mod targets;

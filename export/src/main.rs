@@ -32,6 +32,28 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f32,
     },
+    /// Quantize to int8 with calibration images, write the device model, and report float vs
+    /// int8 accuracy on the whole test set (int8 run through device-infer on the host),
+    /// per-layer SNR, flash and arena sizes.
+    Quantize {
+        /// The ONNX file.
+        model: PathBuf,
+        /// Calibration dataset.
+        #[arg(long, default_value = "mnist")]
+        calib: String,
+        /// Folder holding the dataset (or a data root), as for host-train.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Calibration images (the first N training images).
+        #[arg(long, default_value_t = 1000)]
+        calib_images: usize,
+        /// Test images to score (default: all).
+        #[arg(long)]
+        test_images: Option<usize>,
+        /// The device model to write (`.lnq8`).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +69,14 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool> {
     match Cli::parse().command {
+        Command::Quantize {
+            model,
+            calib,
+            data_dir,
+            calib_images,
+            test_images,
+            out,
+        } => cmd_quantize(model, calib, data_dir, calib_images, test_images, out),
         Command::Check {
             model,
             target,
@@ -102,6 +132,112 @@ fn run() -> Result<bool> {
             Ok(ok)
         }
     }
+}
+
+fn cmd_quantize(
+    model: PathBuf,
+    calib: String,
+    data_dir: Option<PathBuf>,
+    calib_images: usize,
+    test_images: Option<usize>,
+    out: PathBuf,
+) -> Result<bool> {
+    use export::quantize::{self, chw_to_hwc};
+    use host_train::data::{self, DatasetKind};
+    if calib != "mnist" {
+        anyhow::bail!("--calib {calib}: only mnist is available");
+    }
+    let g = graph::load(&model)?;
+    let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
+    let splits = DatasetKind::Mnist.load(&found.dir)?;
+    let to_f32 = |img: &[u8]| img.iter().map(|&p| p as f32 / 255.0).collect::<Vec<f32>>();
+    let n_cal = calib_images.min(splits.train.len());
+    let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
+    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?;
+    let q = quantize::quantize(&g, &ranges)?;
+    let bytes = device_infer::writer::write(&q.spec);
+    std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    // 4-byte aligned copy for the runtime.
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let m =
+        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "calibrated on {n_cal} training images (min/max per tensor); {} device layers",
+        m.layers()
+    );
+
+    let n_test = test_images.unwrap_or(usize::MAX).min(splits.test.len());
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut x = vec![0i8; m.input_dims().len()];
+    let (mut float_ok, mut int8_ok, mut agree) = (0usize, 0usize, 0usize);
+    let mut snr = vec![(0f64, 0f64); q.layers.len()];
+    for i in 0..n_test {
+        let img = splits.test.image(i);
+        let vals = export::float::run(&g, &to_f32(img))?;
+        let logits = &vals[&g.output].data;
+        let fpred = argmax_f(logits);
+        m.quantize_input(img, &mut x)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let trace_snr = i < 200;
+        let outq = m
+            .run_traced(&x, &mut arena, |l, y| {
+                if trace_snr {
+                    let (name, aq) = &q.layers[l as usize];
+                    let f = chw_to_hwc(&vals[name]);
+                    for (&fv, &qv) in f.iter().zip(y) {
+                        let e = fv - aq.dequantize(qv);
+                        snr[l as usize].0 += (fv * fv) as f64;
+                        snr[l as usize].1 += (e * e) as f64;
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ipred = device_infer::argmax(outq);
+        let label = splits.test.labels[i] as usize;
+        float_ok += usize::from(fpred == label);
+        int8_ok += usize::from(ipred == label);
+        agree += usize::from(fpred == ipred);
+    }
+    println!(
+        "{:<7} {:<22} {:>12} {:>10} {:>5} {:>9}",
+        "layer", "kind", "output", "scale", "zp", "SNR dB"
+    );
+    for (i, ((_, aq), (sig, err))) in q.layers.iter().zip(&snr).enumerate() {
+        let l = m.layer_at(i as u16).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let o = l.output;
+        println!(
+            "{i:<7} {:<22} {:>12} {:>10.3e} {:>5} {:>9.1}",
+            format!("{:?}", l.kind),
+            format!("{}x{}x{}", o.h, o.w, o.c),
+            aq.scale,
+            aq.zero_point,
+            10.0 * (sig / err.max(1e-30)).log10()
+        );
+    }
+    println!(
+        "float accuracy: {:.2}%",
+        100.0 * float_ok as f64 / n_test as f64
+    );
+    println!(
+        "int8 accuracy: {:.2}%",
+        100.0 * int8_ok as f64 / n_test as f64
+    );
+    println!("int8 and float agree on {agree}/{n_test} test images");
+    println!(
+        "flash: {} bytes (device model {})",
+        bytes.len(),
+        out.display()
+    );
+    println!("arena: {} bytes", m.arena_len());
+    Ok(true)
+}
+
+fn argmax_f(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,0 +1,75 @@
+//! The int8 path end to end on the fixture: calibrate, quantize, write the device model, load
+//! it in device-infer and classify real MNIST digits as the float model does.
+
+use export::quantize::{self, chw_to_hwc};
+use host_train::data::{self, DatasetKind};
+use lenet_tests::{data_root, fixture_dir};
+
+fn argmax_f(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+#[test]
+fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
+    let g = export::graph::load(&fixture_dir().join("model.onnx")).unwrap();
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let d = DatasetKind::Mnist.load(&found.dir).unwrap();
+    let f32s = |img: &[u8]| img.iter().map(|&p| p as f32 / 255.0).collect::<Vec<f32>>();
+    let cal: Vec<Vec<f32>> = (0..500).map(|i| f32s(d.train.image(i))).collect();
+    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap();
+    let q = quantize::quantize(&g, &ranges).unwrap();
+    let bytes = device_infer::writer::write(&q.spec);
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let m =
+        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
+            .unwrap();
+    // conv+pool, conv+pool, 3 dense; ping-pong buffers of 784 and 1176 bytes.
+    assert_eq!(m.layers(), 5);
+    assert_eq!(m.arena_len(), 1960);
+
+    let n = 2000;
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut x = vec![0i8; 784];
+    let (mut float_ok, mut int8_ok, mut agree) = (0, 0, 0);
+    let mut snr = vec![(0f64, 0f64); q.layers.len()];
+    for i in 0..n {
+        let img = d.test.image(i);
+        let vals = export::float::run(&g, &f32s(img)).unwrap();
+        let fp = argmax_f(&vals[&g.output].data);
+        m.quantize_input(img, &mut x).unwrap();
+        // Every layer's output dequantizes close to the float one (values outside the
+        // calibrated range saturate, so this is an aggregate signal-to-noise ratio).
+        let out = m
+            .run_traced(&x, &mut arena, |l, y| {
+                let (name, aq) = &q.layers[l as usize];
+                for (&a, &b) in chw_to_hwc(&vals[name]).iter().zip(y) {
+                    let e = a - aq.dequantize(b);
+                    snr[l as usize].0 += (a * a) as f64;
+                    snr[l as usize].1 += (e * e) as f64;
+                }
+            })
+            .unwrap();
+        let ip = device_infer::argmax(out);
+        let label = d.test.labels[i] as usize;
+        float_ok += usize::from(fp == label);
+        int8_ok += usize::from(ip == label);
+        agree += usize::from(fp == ip);
+    }
+    let db: Vec<f64> = snr.iter().map(|(s, e)| 10.0 * (s / e).log10()).collect();
+    eprintln!(
+        "float {float_ok}/{n}, int8 {int8_ok}/{n}, agree {agree}/{n}, per-layer SNR {db:.1?} dB"
+    );
+    assert!(db.iter().all(|&d| d > 35.0), "per-layer SNR {db:?}");
+    assert!(
+        agree >= n - 6,
+        "int8 and float disagree on {} of {n}",
+        n - agree
+    );
+    assert!(
+        int8_ok + 4 >= float_ok,
+        "int8 {int8_ok} vs float {float_ok}"
+    );
+}
