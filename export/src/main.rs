@@ -54,6 +54,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Host batch-1 latency of a device model through device-infer (median of many runs on the
+    /// first MNIST test digit). A benchmark, not a test: compare with bench/latency.py.
+    Latency {
+        /// The device model (`.lnq8`).
+        model: PathBuf,
+        /// Timed runs.
+        #[arg(long, default_value_t = 5000)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +78,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool> {
     match Cli::parse().command {
+        Command::Latency { model, runs } => cmd_latency(model, runs),
         Command::Quantize {
             model,
             calib,
@@ -231,6 +241,49 @@ fn cmd_quantize(
         out.display()
     );
     println!("arena: {} bytes", m.arena_len());
+    Ok(true)
+}
+
+fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
+    let bytes =
+        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let m =
+        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    // A real digit: a '7' drawn as a vertical and a horizontal stroke if no data is around.
+    let mut pixels = vec![0u8; m.input_dims().len()];
+    for (i, p) in pixels.iter_mut().enumerate() {
+        let (y, x) = (i / 28, i % 28);
+        if (y == 6 && (6..22).contains(&x)) || ((7..24).contains(&y) && x == 21 - (y - 7) / 2) {
+            *p = 255;
+        }
+    }
+    let mut x = vec![0i8; pixels.len()];
+    m.quantize_input(&pixels, &mut x)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut times = Vec::with_capacity(runs);
+    let mut class = 0;
+    for i in 0..runs + runs / 10 {
+        let t = std::time::Instant::now();
+        let out = m
+            .run(std::hint::black_box(&x), &mut arena)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        class = device_infer::argmax(std::hint::black_box(out));
+        if i >= runs / 10 {
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    println!(
+        "int8 batch-1 latency (device-infer on the host, 1 thread): median {:.1} us, p10 {:.1} us, p90 {:.1} us over {runs} runs (class {class})",
+        pct(0.5),
+        pct(0.1),
+        pct(0.9)
+    );
     Ok(true)
 }
 
