@@ -47,6 +47,10 @@ enum Command {
         /// Calibration images (the first N training images).
         #[arg(long, default_value_t = 1000)]
         calib_images: usize,
+        /// Cut each activation range to this percentile of the calibration values (e.g.
+        /// 99.999) instead of min/max.
+        #[arg(long)]
+        percentile: Option<f64>,
         /// Test images to score (default: all).
         #[arg(long)]
         test_images: Option<usize>,
@@ -84,9 +88,18 @@ fn run() -> Result<bool> {
             calib,
             data_dir,
             calib_images,
+            percentile,
             test_images,
             out,
-        } => cmd_quantize(model, calib, data_dir, calib_images, test_images, out),
+        } => cmd_quantize(
+            model,
+            calib,
+            data_dir,
+            calib_images,
+            percentile,
+            test_images,
+            out,
+        ),
         Command::Check {
             model,
             target,
@@ -144,11 +157,13 @@ fn run() -> Result<bool> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_quantize(
     model: PathBuf,
     calib: String,
     data_dir: Option<PathBuf>,
     calib_images: usize,
+    percentile: Option<f64>,
     test_images: Option<usize>,
     out: PathBuf,
 ) -> Result<bool> {
@@ -163,7 +178,11 @@ fn cmd_quantize(
     let to_f32 = |img: &[u8]| img.iter().map(|&p| p as f32 / 255.0).collect::<Vec<f32>>();
     let n_cal = calib_images.min(splits.train.len());
     let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
-    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?;
+    let ranges = match percentile {
+        None => quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?,
+        Some(p) if (50.0..=100.0).contains(&p) => quantize::calibrate_percentile(&g, &cal, p)?,
+        Some(p) => anyhow::bail!("--percentile {p}: expected a value in 50..=100"),
+    };
     let q = quantize::quantize(&g, &ranges)?;
     let bytes = device_infer::writer::write(&q.spec);
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
@@ -174,7 +193,10 @@ fn cmd_quantize(
         device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "calibrated on {n_cal} training images (min/max per tensor); {} device layers",
+        "calibrated on {n_cal} training images ({}); {} device layers",
+        percentile.map_or("min/max per tensor".to_string(), |p| format!(
+            "{p} percentile per tensor"
+        )),
         m.layers()
     );
 

@@ -262,6 +262,53 @@ pub fn calibrate<'a>(g: &Graph, images: impl Iterator<Item = &'a [f32]>) -> Resu
     Ok(ranges)
 }
 
+/// Like [`calibrate`], but each range is cut to the `pct` and `100 - pct` percentiles of the
+/// values seen (a 4096-bin histogram per tensor over its min/max range, second pass), so rare
+/// outliers do not stretch the scale. The range always keeps 0.
+pub fn calibrate_percentile(g: &Graph, images: &[Vec<f32>], pct: f64) -> Result<Ranges> {
+    const BINS: usize = 4096;
+    let full = calibrate(g, images.iter().map(Vec::as_slice))?;
+    let mut hist: HashMap<String, Vec<u64>> =
+        full.keys().map(|k| (k.clone(), vec![0u64; BINS])).collect();
+    for img in images {
+        for (name, v) in float::run(g, img)? {
+            let (Some(&(lo, hi)), Some(h)) = (full.get(&name), hist.get_mut(&name)) else {
+                continue;
+            };
+            let width = (hi - lo).max(1e-12);
+            for &x in &v.data {
+                let b = (((x - lo) / width) * BINS as f32) as usize;
+                h[b.min(BINS - 1)] += 1;
+            }
+        }
+    }
+    let mut out = Ranges::new();
+    for (name, (lo, hi)) in full {
+        let h = &hist[&name];
+        let total: u64 = h.iter().sum();
+        let cut = ((1.0 - pct / 100.0) * total as f64).floor() as u64;
+        let width = (hi - lo) / BINS as f32;
+        let (mut acc, mut lo_bin) = (0u64, 0usize);
+        while lo_bin < BINS && acc + h[lo_bin] <= cut {
+            acc += h[lo_bin];
+            lo_bin += 1;
+        }
+        let (mut acc, mut hi_bin) = (0u64, BINS);
+        while hi_bin > lo_bin + 1 && acc + h[hi_bin - 1] <= cut {
+            acc += h[hi_bin - 1];
+            hi_bin -= 1;
+        }
+        // Bin edges; the outermost ones are the exact min and max.
+        let edge = |bin: usize| match bin {
+            0 => lo,
+            BINS => hi,
+            b => (lo + b as f32 * width).clamp(lo, hi),
+        };
+        out.insert(name, (edge(lo_bin), edge(hi_bin)));
+    }
+    Ok(out)
+}
+
 /// A quantized model and what the host needs to interpret it.
 #[derive(Debug, Clone)]
 pub struct Quantized {

@@ -20,6 +20,21 @@ fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
     let cal: Vec<Vec<f32>> = (0..500).map(|i| f32s(d.train.image(i))).collect();
     let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap();
     let q = quantize::quantize(&g, &ranges).unwrap();
+    // Percentile calibration cuts inside the min/max ranges, and the network still quantizes.
+    let cut = quantize::calibrate_percentile(&g, &cal[..100], 99.9).unwrap();
+    let full = quantize::calibrate(&g, cal[..100].iter().map(Vec::as_slice)).unwrap();
+    for (name, (lo, hi)) in &cut {
+        let (flo, fhi) = full[name];
+        assert!(
+            flo <= *lo && lo <= hi && *hi <= fhi,
+            "{name}: {lo}..{hi} outside {flo}..{fhi}"
+        );
+    }
+    assert!(
+        cut.iter().any(|(n, r)| *r != full[n]),
+        "the 99.9th percentile changed nothing"
+    );
+    quantize::quantize(&g, &cut).unwrap();
     let bytes = device_infer::writer::write(&q.spec);
     let mut words = vec![0u32; bytes.len().div_ceil(4)];
     bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
