@@ -11,6 +11,8 @@
 pub mod kernels;
 pub mod model;
 pub mod quant;
+#[cfg(test)]
+mod testutil;
 /// Host side: the device-format writer (`std` feature).
 #[cfg(any(test, feature = "std"))]
 pub mod writer;

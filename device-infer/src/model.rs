@@ -626,19 +626,8 @@ pub fn argmax(outputs: &[i8]) -> usize {
 mod tests {
     use super::*;
     use crate::kernels::reference;
+    use crate::testutil::weights as bytes;
     use crate::writer::{LayerSpec, ModelSpec, write};
-
-    fn bytes(n: usize, seed: u64) -> Vec<i8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 24) as i8).max(-127)
-            })
-            .collect()
-    }
 
     /// 6x6x1 -> conv 3x3 (pad 1) 2ch + ReLU + fused max pool -> 3x3x2 -> dense 18 -> 3.
     fn spec() -> ModelSpec {

@@ -79,6 +79,7 @@ pub fn conv2d_s8(
 mod tests {
     use super::*;
     use crate::kernels::{Clamp, reference, window_out};
+    use crate::testutil::bytes;
     use proptest::prelude::*;
 
     #[test]
@@ -188,18 +189,6 @@ mod tests {
                     ))
                 },
             )
-    }
-
-    fn bytes(n: usize, seed: u64) -> Vec<i8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as i8
-            })
-            .collect()
     }
 
     proptest! {

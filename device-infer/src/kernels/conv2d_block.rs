@@ -117,19 +117,8 @@ pub fn conv2d_pool2x2_s8(
 mod tests {
     use super::*;
     use crate::kernels::{Clamp, PoolParams, reference, window_out};
+    use crate::testutil::bytes;
     use proptest::prelude::*;
-
-    fn bytes(n: usize, seed: u64) -> Vec<i8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as i8
-            })
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
