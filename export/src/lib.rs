@@ -13,5 +13,6 @@ pub mod float;
 pub mod graph;
 pub mod ops;
 pub mod parity;
+pub mod qonnx;
 pub mod quantize;
 pub mod targets;

@@ -57,6 +57,10 @@ enum Command {
         /// The device model to write (`.lnq8`).
         #[arg(long)]
         out: PathBuf,
+        /// Also write the same integer model as int8 ONNX (standard ops) and compare tract's
+        /// int8 outputs with ours on the scored test images.
+        #[arg(long)]
+        onnx_out: Option<PathBuf>,
     },
     /// Host batch-1 latency of a device model through device-infer (median of many runs on the
     /// first MNIST test digit). A benchmark, not a test: compare with bench/latency.py.
@@ -91,6 +95,7 @@ fn run() -> Result<bool> {
             percentile,
             test_images,
             out,
+            onnx_out,
         } => cmd_quantize(
             model,
             calib,
@@ -99,6 +104,7 @@ fn run() -> Result<bool> {
             percentile,
             test_images,
             out,
+            onnx_out,
         ),
         Command::Check {
             model,
@@ -166,6 +172,7 @@ fn cmd_quantize(
     percentile: Option<f64>,
     test_images: Option<usize>,
     out: PathBuf,
+    onnx_out: Option<PathBuf>,
 ) -> Result<bool> {
     use export::quantize::{self, chw_to_hwc};
     use host_train::data::{self, DatasetKind};
@@ -201,6 +208,7 @@ fn cmd_quantize(
     );
 
     let n_test = test_images.unwrap_or(usize::MAX).min(splits.test.len());
+    let mut ours_int8: Vec<Vec<i8>> = Vec::with_capacity(n_test);
     let mut arena = vec![0i8; m.arena_len()];
     let mut x = vec![0i8; m.input_dims().len()];
     let (mut float_ok, mut int8_ok, mut agree) = (0usize, 0usize, 0usize);
@@ -227,6 +235,7 @@ fn cmd_quantize(
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let ipred = device_infer::argmax(outq);
+        ours_int8.push(outq.to_vec());
         let label = splits.test.labels[i] as usize;
         float_ok += usize::from(fpred == label);
         int8_ok += usize::from(ipred == label);
@@ -263,6 +272,28 @@ fn cmd_quantize(
         out.display()
     );
     println!("arena: {} bytes", m.arena_len());
+    if let Some(path) = onnx_out {
+        use protos::Message;
+        let proto = export::qonnx::int8_onnx(&g, &q)?;
+        std::fs::write(&path, proto.encode_to_vec())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let inputs: Vec<Vec<f32>> = (0..n_test).map(|i| to_f32(splits.test.image(i))).collect();
+        let theirs = export::parity::tract_int8_outputs(&path, &g.input_shape, &inputs)?;
+        let (mut max_lsb, mut agree) = (0i32, 0usize);
+        for (a, b) in ours_int8.iter().zip(&theirs) {
+            max_lsb = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| (x as i32 - y as i32).abs())
+                .fold(max_lsb, i32::max);
+            agree += usize::from(device_infer::argmax(a) == device_infer::argmax(b));
+        }
+        println!(
+            "int8 ONNX {}: tract 0.23 vs device-infer on {n_test} test images: max difference {max_lsb} LSB, argmax agrees {agree}/{n_test} ({:.2}%)",
+            path.display(),
+            100.0 * agree as f64 / n_test.max(1) as f64
+        );
+    }
     Ok(true)
 }
 

@@ -116,3 +116,30 @@ pub fn check(onnx: &Path, sample: &ParitySample) -> Result<Parity> {
     }
     Ok(p)
 }
+
+/// Runs an int8 ONNX model (float input `[1, ...]`, int8 output) through tract on each input.
+pub fn tract_int8_outputs(
+    onnx: &Path,
+    shape: &[usize],
+    inputs: &[Vec<f32>],
+) -> Result<Vec<Vec<i8>>> {
+    let model = tract_onnx::onnx()
+        .model_for_path(onnx)
+        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| anyhow::anyhow!("tract cannot prepare {}: {e:?}", onnx.display()))?;
+    inputs
+        .iter()
+        .map(|x| {
+            let t = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.clone())?;
+            let out = model
+                .run(tvec!(Tensor::from(t).into()))
+                .map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
+            let v = out[0]
+                .to_plain_array_view::<i8>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            Ok(v.iter().copied().collect())
+        })
+        .collect()
+}

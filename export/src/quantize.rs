@@ -316,6 +316,27 @@ pub struct Quantized {
     pub spec: ModelSpec,
     /// For each device layer: the graph value it computes and its output quantization.
     pub layers: Vec<(String, ActQuant)>,
+    /// For each device layer: what the int8 ONNX writer needs.
+    pub steps: Vec<StepQuant>,
+}
+
+/// The quantization of one device layer, in graph terms.
+#[derive(Debug, Clone)]
+pub struct StepQuant {
+    /// The Conv / MatMul / Gemm (or pool) node.
+    pub node: Node,
+    /// What the device computes.
+    pub kind: Kind,
+    /// Input quantization.
+    pub input: ActQuant,
+    /// The quantization the linear part is requantized to.
+    pub target: ActQuant,
+    /// Per output channel weight scales (empty for pools).
+    pub weight_scales: Vec<f32>,
+    /// int32 biases at `s_in * s_w`.
+    pub bias: Vec<i32>,
+    /// Whether a lookup table (sigmoid / tanh) follows.
+    pub lut: bool,
 }
 
 fn lut(in_q: ActQuant, out_q: ActQuant, f: impl Fn(f32) -> f32) -> [i8; 256] {
@@ -356,6 +377,8 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
     // input is the previous layer's output as it lies in memory.
     let mut prev_out = hwc(&g.input_shape[1..]);
     let mut layers = Vec::with_capacity(steps.len());
+    let mut steps_q = Vec::with_capacity(steps.len());
+    let mut weight_scales: Vec<f32> = Vec::new();
     let mut specs = Vec::with_capacity(steps.len());
     for s in &steps {
         let input = prev_out;
@@ -458,10 +481,12 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
                     )
                 };
                 let mut weights = Vec::with_capacity(oc * rows[0].len());
+                weight_scales.clear();
                 let (mut bias, mut multiplier, mut shift) = (Vec::new(), Vec::new(), Vec::new());
                 for (o, r) in rows.iter().enumerate() {
                     let amax = r.iter().fold(0f32, |a, v| a.max(v.abs()));
                     let s_w = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+                    weight_scales.push(s_w);
                     weights.extend(
                         r.iter()
                             .map(|v| (v / s_w).round().clamp(-127.0, 127.0) as i8),
@@ -539,6 +564,15 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
         };
         specs.push(spec);
         layers.push((s.out.clone(), out_q));
+        steps_q.push(StepQuant {
+            node: s.node.clone(),
+            kind: s.kind,
+            input: in_q,
+            target: target_q,
+            weight_scales: std::mem::take(&mut weight_scales),
+            bias: specs.last().map(|l| l.bias.clone()).unwrap_or_default(),
+            lut: table.is_some(),
+        });
         in_q = out_q;
         prev_out = output;
     }
@@ -553,6 +587,7 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
             layers: specs,
         },
         layers,
+        steps: steps_q,
     })
 }
 

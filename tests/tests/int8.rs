@@ -88,3 +88,53 @@ fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
         "int8 {int8_ok} vs float {float_ok}"
     );
 }
+
+#[test]
+fn int8_onnx_in_tract_matches_device_infer_within_one_lsb() {
+    use protos::Message;
+    let g = export::graph::load(&fixture_dir().join("model.onnx")).unwrap();
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let d = DatasetKind::Mnist.load(&found.dir).unwrap();
+    let f32s = |img: &[u8]| img.iter().map(|&p| p as f32 / 255.0).collect::<Vec<f32>>();
+    let cal: Vec<Vec<f32>> = (0..300).map(|i| f32s(d.train.image(i))).collect();
+    let q = quantize::quantize(
+        &g,
+        &quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap(),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("lenet-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.int8.onnx");
+    let proto = export::qonnx::int8_onnx(&g, &q).unwrap();
+    std::fs::write(&path, proto.encode_to_vec()).unwrap();
+    // Our own checker accepts the int8 file's structure (it refuses int8 weights for the float
+    // path, so only decoding is checked here) and tract runs it.
+    assert!(protos::onnx::ModelProto::decode(&std::fs::read(&path).unwrap()[..]).is_ok());
+
+    let bytes = device_infer::writer::write(&q.spec);
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let m =
+        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
+            .unwrap();
+    let n = 300;
+    let inputs: Vec<Vec<f32>> = (0..n).map(|i| f32s(d.test.image(i))).collect();
+    let theirs = export::parity::tract_int8_outputs(&path, &g.input_shape, &inputs).unwrap();
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut x = vec![0i8; 784];
+    let (mut max_lsb, mut agree) = (0, 0);
+    for (i, t) in theirs.iter().enumerate() {
+        m.quantize_input(d.test.image(i), &mut x).unwrap();
+        let ours = m.run(&x, &mut arena).unwrap();
+        max_lsb = ours
+            .iter()
+            .zip(t)
+            .map(|(&a, &b)| (a as i32 - b as i32).abs())
+            .fold(max_lsb, i32::max);
+        agree += usize::from(device_infer::argmax(ours) == device_infer::argmax(t));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!("tract int8 vs device-infer on {n} images: max {max_lsb} LSB, argmax {agree}/{n}");
+    assert!(max_lsb <= 1, "max difference {max_lsb} LSB");
+    assert!(agree >= n - 1, "argmax agrees on {agree}/{n}");
+}
