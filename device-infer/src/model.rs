@@ -627,7 +627,7 @@ mod tests {
     use super::*;
     use crate::kernels::reference;
     use crate::testutil::weights as bytes;
-    use crate::writer::{LayerSpec, ModelSpec, write};
+    use crate::writer::{AlignedBytes, LayerSpec, ModelSpec, write};
 
     /// 6x6x1 -> conv 3x3 (pad 1) 2ch + ReLU + fused max pool -> 3x3x2 -> dense 18 -> 3.
     fn spec() -> ModelSpec {
@@ -676,22 +676,10 @@ mod tests {
         }
     }
 
-    /// 4-byte aligned copy of `b`.
-    fn aligned(b: &[u8]) -> Vec<u32> {
-        let mut v = vec![0u32; b.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut v)[..b.len()].copy_from_slice(b);
-        v
-    }
-
-    fn view(v: &[u32], len: usize) -> &[u8] {
-        &bytemuck::cast_slice(v)[..len]
-    }
-
     #[test]
     fn runs_bit_exact_with_the_reference_kernels() {
-        let file = write(&spec());
-        let mem = aligned(&file);
-        let m = Model::from_bytes(view(&mem, file.len())).unwrap();
+        let file = AlignedBytes::new(&write(&spec()));
+        let m = Model::from_bytes(file.as_bytes()).unwrap();
         assert_eq!((m.layers(), m.outputs(), m.arena_len()), (2, 3, 36 + 18));
         let pixels: Vec<u8> = (0..36).map(|i| (i * 7 % 256) as u8).collect();
         let mut x = [0i8; 36];
@@ -755,10 +743,7 @@ mod tests {
     #[test]
     fn bad_files_are_named_errors() {
         let file = write(&spec());
-        let check = |b: &[u8]| {
-            let mem = aligned(b);
-            Model::from_bytes(view(&mem, b.len())).err()
-        };
+        let check = |b: &[u8]| Model::from_bytes(AlignedBytes::new(b).as_bytes()).err();
         assert_eq!(check(&file[..40]), Some(Error::NotAModel));
         assert!(matches!(
             check(&file[..file.len() - 4]),
@@ -773,14 +758,14 @@ mod tests {
         assert_eq!(e, Error::Version { found: 2 });
         assert!(std::format!("{e}").contains("export quantize"));
         // Misaligned bytes.
-        let mem = aligned(&[&[0u8][..], &file].concat());
+        let shifted = AlignedBytes::new(&[&[0u8][..], &file].concat());
         assert_eq!(
-            Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&mem)[1..=file.len()]).err(),
+            Model::from_bytes(&shifted.as_bytes()[1..]).err(),
             Some(Error::Misaligned)
         );
         // Run-time misuse.
-        let mem = aligned(&file);
-        let m = Model::from_bytes(view(&mem, file.len())).unwrap();
+        let aligned = AlignedBytes::new(&file);
+        let m = Model::from_bytes(aligned.as_bytes()).unwrap();
         assert_eq!(
             m.run(&[0; 36], &mut [0; 10]).err(),
             Some(Error::ArenaTooSmall { needed: 54 })
@@ -808,8 +793,8 @@ mod tests {
             // Re-seal the CRC so validation goes past it.
             let crc = crc32(&f[16..]);
             f[12..16].copy_from_slice(&crc.to_le_bytes());
-            let mem = aligned(&f);
-            if let Ok(m) = Model::from_bytes(view(&mem, f.len())) {
+            let mem = AlignedBytes::new(&f);
+            if let Ok(m) = Model::from_bytes(mem.as_bytes()) {
                 accepted += 1;
                 let mut arena = vec![0i8; m.arena_len()];
                 let x = vec![3i8; m.input_dims().len()];

@@ -162,3 +162,28 @@ pub fn write(spec: &ModelSpec) -> Vec<u8> {
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
 }
+
+/// A model file copied into 4-byte aligned memory, as [`crate::Model::from_bytes`] requires
+/// (what `include_model!` does for an embedded file, for bytes read at run time on the host).
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes` into aligned storage.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = std::vec![0u32; bytes.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        AlignedBytes {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    /// The bytes, 4-byte aligned.
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len]
+    }
+}

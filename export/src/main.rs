@@ -193,12 +193,9 @@ fn cmd_quantize(
     let q = quantize::quantize(&g, &ranges)?;
     let bytes = device_infer::writer::write(&q.spec);
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-    // 4-byte aligned copy for the runtime.
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
     let m =
-        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        device_infer::Model::from_bytes(aligned.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "calibrated on {n_cal} training images ({}); {} device layers",
         percentile.map_or("min/max per tensor".to_string(), |p| format!(
@@ -300,11 +297,9 @@ fn cmd_quantize(
 fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
     let bytes =
         std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    let m =
-        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
-            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     // A real digit: a '7' drawn as a vertical and a horizontal stroke if no data is around.
     let mut pixels = vec![0u8; m.input_dims().len()];
     for (i, p) in pixels.iter_mut().enumerate() {

@@ -36,11 +36,8 @@ fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
     );
     quantize::quantize(&g, &cut).unwrap();
     let bytes = device_infer::writer::write(&q.spec);
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    let m =
-        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
-            .unwrap();
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes()).unwrap();
     // conv+pool, conv+pool, 3 dense; ping-pong buffers of 784 and 1176 bytes.
     assert_eq!(m.layers(), 5);
     assert_eq!(m.arena_len(), 1960);
@@ -112,11 +109,8 @@ fn int8_onnx_in_tract_matches_device_infer_within_one_lsb() {
     assert!(protos::onnx::ModelProto::decode(&std::fs::read(&path).unwrap()[..]).is_ok());
 
     let bytes = device_infer::writer::write(&q.spec);
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    let m =
-        device_infer::Model::from_bytes(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
-            .unwrap();
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes()).unwrap();
     let n = 300;
     let inputs: Vec<Vec<f32>> = (0..n).map(|i| f32s(d.test.image(i))).collect();
     let theirs = export::parity::tract_int8_outputs(&path, &g.input_shape, &inputs).unwrap();
