@@ -326,6 +326,21 @@ fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
     }
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    // Per-layer breakdown: time between trace callbacks, summed over the runs.
+    let mut per_layer = vec![0f64; m.layers() as usize];
+    for _ in 0..runs {
+        let mut last = std::time::Instant::now();
+        m.run_traced(&x, &mut arena, |l, _| {
+            let now = std::time::Instant::now();
+            per_layer[l as usize] += (now - last).as_secs_f64() * 1e6;
+            last = now;
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for (l, t) in per_layer.iter().enumerate() {
+        let layer = m.layer_at(l as u16).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("  layer {l} {:?}: {:.1} us", layer.kind, t / runs as f64);
+    }
     println!(
         "int8 batch-1 latency (device-infer on the host, 1 thread): median {:.1} us, p10 {:.1} us, p90 {:.1} us over {runs} runs (class {class})",
         pct(0.5),

@@ -20,7 +20,30 @@ pub enum Pool2x2 {
     Avg,
 }
 
-/// One convolution output value (requantized, clamped, through the table).
+/// Where one convolution window lies in the input: its first row and column (may be
+/// negative) and the clipped kernel rows and columns.
+#[derive(Clone, Copy)]
+struct Window {
+    iy0: isize,
+    ix0: isize,
+    ky: (usize, usize),
+    kx: (usize, usize),
+}
+
+impl Window {
+    fn new(p: &ConvParams, in_dims: Dims, filter_dims: Dims, oy: usize, ox: usize) -> Self {
+        let iy0 = (oy * p.stride[0]) as isize - p.padding[0] as isize;
+        let ix0 = (ox * p.stride[1]) as isize - p.padding[1] as isize;
+        Window {
+            iy0,
+            ix0,
+            ky: clip(iy0, filter_dims.h, in_dims.h),
+            kx: clip(ix0, filter_dims.w, in_dims.w),
+        }
+    }
+}
+
+/// One convolution output value for channel `oc` (requantized, clamped, through the table).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn conv_at(
@@ -32,22 +55,19 @@ fn conv_at(
     filter: &[i8],
     bias: &[i32],
     lut: Option<&[i8; 256]>,
-    oy: usize,
-    ox: usize,
+    win: &Window,
     oc: usize,
 ) -> i32 {
     let c = in_dims.c;
     let (kh, kw) = (filter_dims.h, filter_dims.w);
-    let iy0 = (oy * p.stride[0]) as isize - p.padding[0] as isize;
-    let ix0 = (ox * p.stride[1]) as isize - p.padding[1] as isize;
-    let (ky_lo, ky_hi) = clip(iy0, kh, in_dims.h);
-    let (kx_lo, kx_hi) = clip(ix0, kw, in_dims.w);
+    let (kx_lo, kx_hi) = win.kx;
     let run = (kx_hi - kx_lo) * c;
     let mut acc = bias[oc];
     if run > 0 {
-        for ky in ky_lo..ky_hi {
-            let iy = (iy0 + ky as isize) as usize;
-            let xs = &input[(iy * in_dims.w + (ix0 + kx_lo as isize) as usize) * c..][..run];
+        let col = (win.ix0 + kx_lo as isize) as usize;
+        for ky in win.ky.0..win.ky.1 {
+            let iy = (win.iy0 + ky as isize) as usize;
+            let xs = &input[(iy * in_dims.w + col) * c..][..run];
             let ws = &filter[((oc * kh + ky) * kw + kx_lo) * c..][..run];
             acc += xs
                 .iter()
@@ -66,7 +86,8 @@ fn conv_at(
 }
 
 /// Convolution + optional table + 2x2/2 pooling of one HWC image. `out_dims` is the pooled
-/// size: `floor(conv_out / 2)` in each direction (validated at load).
+/// size: `floor(conv_out / 2)` in each direction (validated at load). The four windows of a
+/// pooled output are located once and shared by all output channels.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8(
     p: &ConvParams,
@@ -83,24 +104,12 @@ pub fn conv2d_pool2x2_s8(
 ) {
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
+            let wins = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx));
             let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
             for (oc, o) in out.iter_mut().enumerate() {
-                let at = |dy: usize, dx: usize| {
-                    conv_at(
-                        p,
-                        q,
-                        in_dims,
-                        input,
-                        filter_dims,
-                        filter,
-                        bias,
-                        lut,
-                        2 * py + dy,
-                        2 * px + dx,
-                        oc,
-                    )
-                };
-                let v = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                let v = wins
+                    .map(|w| conv_at(p, q, in_dims, input, filter_dims, filter, bias, lut, &w, oc));
                 *o = match pool {
                     Pool2x2::Max => v.iter().copied().fold(i32::MIN, i32::max),
                     Pool2x2::Avg => {
