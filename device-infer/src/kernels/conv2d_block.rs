@@ -85,11 +85,141 @@ fn conv_at(
     }
 }
 
+/// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] (a stack patch of this many
+/// i16 values, 320 bytes); larger ones take the per-channel path.
+pub const PATCH: usize = 160;
+/// Output channels per block of the patch path (a stack block of i16 running values).
+const CH_BLOCK: usize = 64;
+
 /// Convolution + optional table + 2x2/2 pooling of one HWC image. `out_dims` is the pooled
-/// size: `floor(conv_out / 2)` in each direction (validated at load). The four windows of a
-/// pooled output are located once and shared by all output channels.
+/// size: `floor(conv_out / 2)` in each direction (validated at load). Dispatches to the
+/// patch variant when the filter volume fits [`PATCH`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    if filter_dims.len() <= PATCH {
+        conv2d_pool2x2_s8_patch(
+            p,
+            q,
+            in_dims,
+            input,
+            filter_dims,
+            filter,
+            bias,
+            lut,
+            pool,
+            out_dims,
+            output,
+        )
+    } else {
+        conv2d_pool2x2_s8_per_channel(
+            p,
+            q,
+            in_dims,
+            input,
+            filter_dims,
+            filter,
+            bias,
+            lut,
+            pool,
+            out_dims,
+            output,
+        )
+    }
+}
+
+/// The patch variant: for each window, `x + input_offset` (0 in the padding) is gathered once
+/// into a contiguous patch in the filter's `[kh][kw][in_c]` order, then every output channel is
+/// one dot product of the patch with its filter row. Same integer sums in another order, hence
+/// bit-exact.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool2x2_s8_patch(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (kw, c) = (filter_dims.w, in_dims.c);
+    let kvol = filter_dims.len().min(PATCH);
+    let mut patch = [0i16; PATCH];
+    let mut pooled = [0i16; CH_BLOCK];
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
+            for (block, out) in out.chunks_mut(CH_BLOCK).enumerate() {
+                for (pos, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    let win = Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx);
+                    patch[..kvol].fill(0);
+                    for ky in win.ky.0..win.ky.1 {
+                        let iy = (win.iy0 + ky as isize) as usize;
+                        for kx in win.kx.0..win.kx.1 {
+                            let ix = (win.ix0 + kx as isize) as usize;
+                            let src = &input[(iy * in_dims.w + ix) * c..][..c];
+                            let dst = &mut patch[(ky * kw + kx) * c..][..c];
+                            for (d, &x) in dst.iter_mut().zip(src) {
+                                *d = (x as i32 + p.input_offset) as i16;
+                            }
+                        }
+                    }
+                    for (j, slot) in pooled[..out.len()].iter_mut().enumerate() {
+                        let oc = block * CH_BLOCK + j;
+                        let row = &filter[oc * kvol..][..kvol];
+                        let acc = bias[oc]
+                            + patch[..kvol]
+                                .iter()
+                                .zip(row)
+                                .map(|(&x, &w)| x as i32 * w as i32)
+                                .sum::<i32>();
+                        let v = p.act.apply(
+                            requantize(acc, q.multiplier[oc], q.shift[oc] as i32) + p.output_offset,
+                        );
+                        let v = match lut {
+                            Some(t) => t[(v as i32 + 128) as usize],
+                            None => v,
+                        } as i16;
+                        *slot = match (pool, pos) {
+                            (_, 0) => v,
+                            (Pool2x2::Max, _) => (*slot).max(v),
+                            (Pool2x2::Avg, _) => *slot + v,
+                        };
+                    }
+                }
+                for (o, &s) in out.iter_mut().zip(&pooled) {
+                    *o = match pool {
+                        Pool2x2::Max => s as i8,
+                        Pool2x2::Avg => {
+                            let s = s as i32;
+                            (if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }) as i8
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The per-channel variant (any filter volume): the four windows of a pooled output are
+/// located once and shared by all output channels.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool2x2_s8_per_channel(
     p: &ConvParams,
     q: &PerChannelQuant,
     in_dims: Dims,
@@ -157,6 +287,10 @@ mod tests {
 
             let mut fused = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut fused);
+            let mut per_channel = vec![0i8; out_dims.len()];
+            conv2d_pool2x2_s8_per_channel(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut per_channel);
+            let mut patched = vec![0i8; out_dims.len()];
+            conv2d_pool2x2_s8_patch(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut patched);
 
             let mut conv = vec![0i8; conv_dims.len()];
             reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
@@ -164,7 +298,9 @@ mod tests {
             let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
             let mut unfused = vec![0i8; out_dims.len()];
             if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut unfused) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut unfused) }
-            prop_assert_eq!(fused, unfused);
+            prop_assert_eq!(&fused, &unfused);
+            prop_assert_eq!(&per_channel, &unfused);
+            prop_assert_eq!(&patched, &unfused);
         }
     }
 }
