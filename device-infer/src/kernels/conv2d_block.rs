@@ -168,12 +168,16 @@ pub fn conv2d_pool2x2_s8_patch(
                 for (pos, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
                     let win = Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx);
                     patch[..kvol].fill(0);
-                    for ky in win.ky.0..win.ky.1 {
-                        let iy = (win.iy0 + ky as isize) as usize;
-                        for kx in win.kx.0..win.kx.1 {
-                            let ix = (win.ix0 + kx as isize) as usize;
-                            let src = &input[(iy * in_dims.w + ix) * c..][..c];
-                            let dst = &mut patch[(ky * kw + kx) * c..][..c];
+                    // Each kernel row is one contiguous run of the input (kx_lo..kx_hi, all
+                    // channels): HWC rows and the [kh][kw][c] patch share their inner order.
+                    let (kx_lo, kx_hi) = win.kx;
+                    let run = (kx_hi - kx_lo) * c;
+                    if run > 0 {
+                        let col = (win.ix0 + kx_lo as isize) as usize;
+                        for ky in win.ky.0..win.ky.1 {
+                            let iy = (win.iy0 + ky as isize) as usize;
+                            let src = &input[(iy * in_dims.w + col) * c..][..run];
+                            let dst = &mut patch[(ky * kw + kx_lo) * c..][..run];
                             for (d, &x) in dst.iter_mut().zip(src) {
                                 *d = (x as i32 + p.input_offset) as i16;
                             }
