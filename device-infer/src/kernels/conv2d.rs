@@ -18,7 +18,7 @@ pub(crate) fn clip(start: isize, k: usize, len: usize) -> (usize, usize) {
 }
 
 /// `sum((x + offset) * w)` over two runs of equal length.
-fn dot(xs: &[i8], ws: &[i8], offset: i32) -> i32 {
+pub(crate) fn dot(xs: &[i8], ws: &[i8], offset: i32) -> i32 {
     xs.iter()
         .zip(ws)
         .map(|(&x, &w)| (x as i32 + offset) * w as i32)

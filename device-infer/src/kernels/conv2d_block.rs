@@ -69,11 +69,7 @@ fn conv_at(
             let iy = (win.iy0 + ky as isize) as usize;
             let xs = &input[(iy * in_dims.w + col) * c..][..run];
             let ws = &filter[((oc * kh + ky) * kw + kx_lo) * c..][..run];
-            acc += xs
-                .iter()
-                .zip(ws)
-                .map(|(&x, &w)| (x as i32 + p.input_offset) * w as i32)
-                .sum::<i32>();
+            acc += super::conv2d::dot(xs, ws, p.input_offset);
         }
     }
     let v = p
