@@ -514,7 +514,7 @@ impl<'a> Model<'a> {
         &self,
         input: &[i8],
         arena: &'b mut [i8],
-        mut trace: impl FnMut(u16, &[i8]),
+        trace: impl FnMut(u16, &[i8]),
     ) -> Result<&'b [i8], Error> {
         if arena.len() < self.arena_len {
             return Err(Error::ArenaTooSmall {
@@ -526,8 +526,35 @@ impl<'a> Model<'a> {
                 expected: self.input.len() as u32,
             });
         }
+        arena[..input.len()].copy_from_slice(input);
+        self.run_in_place(arena, trace)
+    }
+
+    /// The part of `arena` where [`run_in_place`](Self::run_in_place) reads its input: quantize
+    /// straight into it (e.g. with [`quantize_input`](Self::quantize_input)) and the input needs
+    /// no RAM of its own.
+    pub fn input_slot<'b>(&self, arena: &'b mut [i8]) -> Result<&'b mut [i8], Error> {
+        if arena.len() < self.arena_len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len as u32,
+            });
+        }
+        Ok(&mut arena[..self.input.len()])
+    }
+
+    /// [`run_traced`](Self::run_traced) on an input already written to
+    /// [`input_slot`](Self::input_slot).
+    pub fn run_in_place<'b>(
+        &self,
+        arena: &'b mut [i8],
+        mut trace: impl FnMut(u16, &[i8]),
+    ) -> Result<&'b [i8], Error> {
+        if arena.len() < self.arena_len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len as u32,
+            });
+        }
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
-        buf0[..input.len()].copy_from_slice(input);
         let mut last = (0u8, 0usize);
         for i in 0..self.layers {
             let l = self.layer(i)?;

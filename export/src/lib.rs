@@ -7,8 +7,10 @@
 //! - [`parity`]: tract on a parity sample, against burn's logits.
 //! - [`float`]: a reference float interpreter; [`quantize`]: calibration and int8 quantization
 //!   into the device format (`device_infer::writer`).
+//! - [`deploy`]: the firmware under QEMU: bit-exactness, instruction counts, flash and RAM.
 
 pub mod check;
+pub mod deploy;
 pub mod float;
 pub mod graph;
 pub mod ops;

@@ -62,6 +62,34 @@ enum Command {
         #[arg(long)]
         onnx_out: Option<PathBuf>,
     },
+    /// Build the firmware for a board with the device model and MNIST test digits embedded, run
+    /// it under QEMU, compare its int8 outputs with device-infer on the host bit for bit, and
+    /// print per-layer and total instruction counts, instructions per MAC, flash and RAM.
+    /// Exits 1 when any output differs.
+    Deploy {
+        /// The device model (`.lnq8`).
+        #[arg(long)]
+        model: PathBuf,
+        /// mps2-an386 (Cortex-M4F) or microbit (Cortex-M0).
+        #[arg(long)]
+        board: String,
+        /// MNIST test digits to embed (the first N).
+        #[arg(long, default_value_t = 100)]
+        digits: usize,
+        /// Folder holding MNIST (or a data root), as for host-train.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The QEMU binary.
+        #[arg(long, default_value = "qemu-system-arm")]
+        qemu: PathBuf,
+        /// The qemu-insncount plugin (`../shared/tools/qemu-insncount`) for an exact count of
+        /// one inference (default: `$LENET_INSNCOUNT_PLUGIN`).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// The firmware crate (default: the one in this repository).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
+    },
     /// Host batch-1 latency of a device model through device-infer (median of many runs on the
     /// first MNIST test digit). A benchmark, not a test: compare with bench/latency.py.
     Latency {
@@ -87,6 +115,41 @@ fn main() -> ExitCode {
 fn run() -> Result<bool> {
     match Cli::parse().command {
         Command::Latency { model, runs } => cmd_latency(model, runs),
+        Command::Deploy {
+            model,
+            board,
+            digits,
+            data_dir,
+            qemu,
+            plugin,
+            firmware,
+        } => {
+            use export::deploy;
+            use host_train::data::{self, DatasetKind};
+            let board = deploy::find_board(&board)?;
+            let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
+            let test = DatasetKind::Mnist.load(&found.dir)?.test;
+            let digits = (0..digits.min(test.len()))
+                .map(|i| deploy::Digit {
+                    label: test.labels[i],
+                    pixels: test.image(i).to_vec(),
+                })
+                .collect();
+            let mut cfg = deploy::Config::new(model, board, digits);
+            cfg.qemu = qemu;
+            cfg.plugin =
+                plugin.or_else(|| std::env::var_os("LENET_INSNCOUNT_PLUGIN").map(PathBuf::from));
+            if let Some(f) = firmware {
+                cfg.firmware_dir = f;
+            }
+            let report = deploy::deploy(&cfg)?;
+            print!("{}", report.text());
+            if !report.bit_exact() {
+                println!("MISMATCH between board and host:");
+                print!("{}", deploy::mismatches(&report, 5));
+            }
+            Ok(report.bit_exact())
+        }
         Command::Quantize {
             model,
             calib,
