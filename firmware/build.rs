@@ -14,7 +14,13 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let boards: Vec<&str> = ["mps2-an386", "microbit"]
         .into_iter()
-        .filter(|b| env::var_os(format!("CARGO_FEATURE_{}", b.to_uppercase().replace('-', "_"))).is_some())
+        .filter(|b| {
+            env::var_os(format!(
+                "CARGO_FEATURE_{}",
+                b.to_uppercase().replace('-', "_")
+            ))
+            .is_some()
+        })
         .collect();
     let [board] = boards[..] else {
         panic!("enable exactly one board feature: mps2-an386 or microbit (got {boards:?})");
@@ -34,13 +40,17 @@ fn main() {
     let digits_path = input_file("LENET_FW_DIGITS");
     let model = fs::read(&model_path).unwrap_or_else(|e| panic!("{}: {e}", model_path.display()));
     if model.len() < 48 || &model[..4] != b"LNQ8" {
-        panic!("{}: not a device model (run `export quantize`)", model_path.display());
+        panic!(
+            "{}: not a device model (run `export quantize`)",
+            model_path.display()
+        );
     }
     let u16_at = |o: usize| u16::from_le_bytes([model[o], model[o + 1]]) as usize;
     let arena = u32::from_le_bytes(model[16..20].try_into().unwrap()) as usize;
     let input_len = u16_at(28) * u16_at(30) * u16_at(32);
     let outputs = u16_at(26);
-    let digits = fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
+    let digits =
+        fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
     let record = 1 + input_len;
     if digits.is_empty() || digits.len() % record != 0 {
         panic!(

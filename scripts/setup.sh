@@ -14,3 +14,14 @@ done
 for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
   rustup target list --installed 2>/dev/null | grep -q "^$t\$" || rustup target add "$t"
 done
+# QEMU runs the firmware for the Cortex-M tests and `export deploy` (Debian's 7.2 is known good).
+if ! command -v qemu-system-arm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+  else
+    echo "qemu-system-arm not found: install it (apt-get install qemu-system-arm) and run this again" >&2
+    exit 1
+  fi
+fi

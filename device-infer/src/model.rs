@@ -282,6 +282,11 @@ impl<'a> Model<'a> {
         for i in 0..model.layers {
             let l = model.layer(i)?;
             let bad = |what| Err(Error::Layer { layer: i, what });
+            // Checked once here rather than on every decode: it reads every weight, and the
+            // bytes cannot change while the model borrows them.
+            if l.weights.contains(&i8::MIN) {
+                return bad("weights must lie in [-127, 127]");
+            }
             if l.input != prev {
                 return bad("input shape differs from the previous layer's output");
             }
@@ -309,7 +314,8 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    /// Decodes and checks entry `i` of the layer table.
+    /// Decodes and checks entry `i` of the layer table (in constant time per entry plus the
+    /// per-channel arrays; `from_bytes` also checks the weights' range once).
     fn layer(&self, i: u16) -> Result<Layer<'a>, Error> {
         let b = self.bytes;
         let e = HEADER_LEN + i as usize * ENTRY_LEN;
@@ -414,9 +420,6 @@ impl<'a> Model<'a> {
         }
         let weights =
             slice_i8(b, weights_off, weights_len).ok_or(bad("weights out of the file"))?;
-        if weights.contains(&i8::MIN) {
-            return Err(bad("weights must lie in [-127, 127]"));
-        }
         if w32(44)? as usize != oc {
             return Err(bad("bias count"));
         }

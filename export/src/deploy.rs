@@ -48,10 +48,14 @@ pub const BOARDS: [Board; 2] = [
 
 /// The board called `name`.
 pub fn find_board(name: &str) -> Result<Board> {
-    BOARDS.iter().copied().find(|b| b.name == name).with_context(|| {
-        let names: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
-        format!("unknown board {name:?} (known: {})", names.join(", "))
-    })
+    BOARDS
+        .iter()
+        .copied()
+        .find(|b| b.name == name)
+        .with_context(|| {
+            let names: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
+            format!("unknown board {name:?} (known: {})", names.join(", "))
+        })
 }
 
 /// One digit to classify: its label and raw u8 pixels.
@@ -417,7 +421,8 @@ impl Report {
 
     /// Whether the board's outputs equal the host's for every digit.
     pub fn bit_exact(&self) -> bool {
-        self.identical == self.host_outputs.len() && self.run.digits.len() == self.host_outputs.len()
+        self.identical == self.host_outputs.len()
+            && self.run.digits.len() == self.host_outputs.len()
     }
 
     /// The printed report.
@@ -480,7 +485,11 @@ impl Report {
             self.insns_per_inference(),
             self.insns_per_mac()
         );
-        let _ = writeln!(s, "instructions per inference: {}", self.insns_per_inference());
+        let _ = writeln!(
+            s,
+            "instructions per inference: {}",
+            self.insns_per_inference()
+        );
         let _ = writeln!(s, "instructions per MAC: {:.2}", self.insns_per_mac());
         let z = &self.sizes;
         let flash = z.vector_table + z.text + z.rodata + z.data;
@@ -514,8 +523,8 @@ impl Report {
 
 /// Builds, runs and compares: the whole of `export deploy`.
 pub fn deploy(cfg: &Config) -> Result<Report> {
-    let bytes =
-        std::fs::read(&cfg.model).with_context(|| format!("cannot read {}", cfg.model.display()))?;
+    let bytes = std::fs::read(&cfg.model)
+        .with_context(|| format!("cannot read {}", cfg.model.display()))?;
     let aligned = device_infer::writer::AlignedBytes::new(&bytes);
     let m = Model::from_bytes(aligned.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.model.display()))?;
@@ -532,7 +541,9 @@ pub fn deploy(cfg: &Config) -> Result<Report> {
     let mut arena = vec![0i8; m.arena_len()];
     let mut host_outputs = Vec::with_capacity(cfg.digits.len());
     for d in &cfg.digits {
-        let slot = m.input_slot(&mut arena).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let slot = m
+            .input_slot(&mut arena)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         m.quantize_input(&d.pixels, slot)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let y = m
@@ -590,4 +601,49 @@ pub fn mismatches(report: &Report, limit: usize) -> String {
         let _ = writeln!(s, "digit {i}: board {:?}\n          host  {h:?}", d.outputs);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "fw board=mps2-an386 clock_hz=25000000 digits=2 arena=1960 layers=2 outputs=3\n\
+        digit 0 label 7 pred 2 ticks 100 out -3 0 5\n\
+        digit 1 label 1 pred 0 ticks 101 out 9 -128 127\n\
+        layer 0 ticks 60\nlayer 1 ticks 39\ncorrect 0/2\nchecksum 0x0badf00d\nstack_hwm 512\ndone\n";
+
+    #[test]
+    fn parses_the_firmware_report() {
+        let r = parse_output(GOOD).unwrap();
+        assert_eq!(r.digits.len(), 2);
+        assert_eq!(r.digits[1].outputs, vec![9, -128, 127]);
+        assert_eq!(
+            (r.digits[0].label, r.digits[0].pred, r.digits[0].ticks),
+            (7, 2, 100)
+        );
+        assert_eq!(r.layer_ticks, vec![60, 39]);
+        assert_eq!(r.checksum, 0x0bad_f00d);
+        assert_eq!(r.stack_hwm, 512);
+        assert_eq!(r.exact_insns, None);
+        let with_plugin = format!("{GOOD}insncount: region #0 = 4000 insns\n");
+        assert_eq!(parse_output(&with_plugin).unwrap().exact_insns, Some(4000));
+    }
+
+    #[test]
+    fn rejects_failed_truncated_or_garbled_reports() {
+        let e = parse_output("fw board=x\nerror: hard fault\n").unwrap_err();
+        assert!(e.to_string().contains("hard fault"), "{e}");
+        let cut = &GOOD[..GOOD.find("layer 1").unwrap()];
+        let e = parse_output(cut).unwrap_err();
+        assert!(e.to_string().contains("stopped before"), "{e}");
+        let bad = GOOD.replace("out 9 -128 127", "out 9 -129 127");
+        assert!(format!("{:#}", parse_output(&bad).unwrap_err()).contains("bad output"));
+        let swapped = GOOD.replace("digit 1 ", "digit 5 ");
+        assert!(
+            parse_output(&swapped)
+                .unwrap_err()
+                .to_string()
+                .contains("order")
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! convolution outputs those kernels would produce.
 
 use super::conv2d::clip;
+use super::dot::{Patches, dot_x4};
 use super::{ConvParams, Dims, PerChannelQuant};
 use crate::quant::requantize;
 
@@ -72,6 +73,22 @@ fn conv_at(
             acc += super::conv2d::dot(xs, ws, p.input_offset);
         }
     }
+    finish(p, q, lut, oc, acc)
+}
+
+/// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] (four stack patches of this many
+/// int8 values, 640 bytes); larger ones take the per-channel path.
+pub const PATCH: usize = 160;
+
+/// One requantized, clamped convolution output through the optional table.
+#[inline(always)]
+fn finish(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    lut: Option<&[i8; 256]>,
+    oc: usize,
+    acc: i32,
+) -> i32 {
     let v = p
         .act
         .apply(requantize(acc, q.multiplier[oc], q.shift[oc] as i32) + p.output_offset);
@@ -81,11 +98,39 @@ fn conv_at(
     }
 }
 
-/// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] (a stack patch of this many
-/// i16 values, 320 bytes); larger ones take the per-channel path.
-pub const PATCH: usize = 160;
-/// Output channels per block of the patch path (a stack block of i16 running values).
-const CH_BLOCK: usize = 64;
+/// `dst.copy_from_slice(src)` for short runs (a kernel row: 5 to a few dozen bytes) without a
+/// call to `memcpy`, which costs more than the copy at these sizes.
+#[inline(always)]
+fn copy_run(dst: &mut [i8], src: &[i8]) {
+    let src = &src[..dst.len()];
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        // One (unaligned) word load and store where the target allows them.
+        let w = u32::from_ne_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]);
+        let [a, b, c, e] = w.to_ne_bytes();
+        d[0] = a as i8;
+        d[1] = b as i8;
+        d[2] = c as i8;
+        d[3] = e as i8;
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    if let (Some(d0), Some(&s0)) = (d.first_mut(), s.first()) {
+        *d0 = s0;
+    }
+    if let (Some(d1), Some(&s1)) = (d.get_mut(1), s.get(1)) {
+        *d1 = s1;
+    }
+    if let (Some(d2), Some(&s2)) = (d.get_mut(2), s.get(2)) {
+        *d2 = s2;
+    }
+}
+
+/// Average of four values, rounded half away from zero.
+#[inline(always)]
+fn avg4(s: i32) -> i32 {
+    if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }
+}
 
 /// Convolution + optional table + 2x2/2 pooling of one HWC image. `out_dims` is the pooled
 /// size: `floor(conv_out / 2)` in each direction (validated at load). Dispatches to the
@@ -104,7 +149,8 @@ pub fn conv2d_pool2x2_s8(
     out_dims: Dims,
     output: &mut [i8],
 ) {
-    if filter_dims.len() <= PATCH {
+    // The patch path pads with the input zero point (`-input_offset`), which must be an int8.
+    if filter_dims.len() <= PATCH && (-128..=127).contains(&-p.input_offset) {
         conv2d_pool2x2_s8_patch(
             p,
             q,
@@ -135,10 +181,13 @@ pub fn conv2d_pool2x2_s8(
     }
 }
 
-/// The patch variant: for each window, `x + input_offset` (0 in the padding) is gathered once
-/// into a contiguous patch in the filter's `[kh][kw][in_c]` order, then every output channel is
-/// one dot product of the patch with its filter row. Same integer sums in another order, hence
-/// bit-exact.
+/// The patch variant: the four windows of a pooled output are gathered into four contiguous
+/// int8 patches in the filter's `[kh][kw][in_c]` order (padding holds the input zero point, so
+/// it adds `(zp + input_offset) * w = 0`), then every output channel is one pass of its filter
+/// row over the four patches ([`dot_x4`]: two MACs per `smlad` on a Cortex-M4). A max pool
+/// without a table takes the largest accumulator and requantizes once: requantization, the
+/// offset and the clamp never decrease (multipliers are non-negative), so this equals the max
+/// of the four requantized values. Same integer sums in another order, hence bit-exact.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8_patch(
     p: &ConvParams,
@@ -155,62 +204,96 @@ pub fn conv2d_pool2x2_s8_patch(
 ) {
     let (kw, c) = (filter_dims.w, in_dims.c);
     let kvol = filter_dims.len().min(PATCH);
-    let mut patch = [0i16; PATCH];
-    let mut pooled = [0i16; CH_BLOCK];
+    // Whole words for the `smlad` path (PATCH is a multiple of 4); elsewhere no padding.
+    let kvol_padded = if cfg!(arm_dsp) {
+        kvol.next_multiple_of(4)
+    } else {
+        kvol
+    };
+    let pad = (-p.input_offset).clamp(-128, 127) as i8;
+    // The last filter, zero-padded to `kvol_padded` (nothing follows it to read past).
+    let mut last_row = [0i8; PATCH];
+    if let Some(last) = filter
+        .len()
+        .checked_sub(kvol)
+        .and_then(|at| filter.get(at..))
+    {
+        last_row[..kvol].copy_from_slice(&last[..kvol]);
+    }
+    let mut patches: Patches = [[pad; PATCH]; 4];
+    let max_once = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
-            let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
-            for (block, out) in out.chunks_mut(CH_BLOCK).enumerate() {
-                for (pos, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
-                    let win = Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx);
-                    patch[..kvol].fill(0);
-                    // Each kernel row is one contiguous run of the input (kx_lo..kx_hi, all
-                    // channels): HWC rows and the [kh][kw][c] patch share their inner order.
-                    let (kx_lo, kx_hi) = win.kx;
-                    let run = (kx_hi - kx_lo) * c;
-                    if run > 0 {
-                        let col = (win.ix0 + kx_lo as isize) as usize;
-                        for ky in win.ky.0..win.ky.1 {
-                            let iy = (win.iy0 + ky as isize) as usize;
-                            let src = &input[(iy * in_dims.w + col) * c..][..run];
-                            let dst = &mut patch[(ky * kw + kx_lo) * c..][..run];
-                            for (d, &x) in dst.iter_mut().zip(src) {
-                                *d = (x as i32 + p.input_offset) as i16;
-                            }
-                        }
-                    }
-                    for (j, slot) in pooled[..out.len()].iter_mut().enumerate() {
-                        let oc = block * CH_BLOCK + j;
-                        let row = &filter[oc * kvol..][..kvol];
-                        let acc = bias[oc]
-                            + patch[..kvol]
-                                .iter()
-                                .zip(row)
-                                .map(|(&x, &w)| x as i32 * w as i32)
-                                .sum::<i32>();
-                        let v = p.act.apply(
-                            requantize(acc, q.multiplier[oc], q.shift[oc] as i32) + p.output_offset,
+            let (iy0, ix0) = (
+                (2 * py * p.stride[0]) as isize - p.padding[0] as isize,
+                (2 * px * p.stride[1]) as isize - p.padding[1] as isize,
+            );
+            let (sy, sx) = (p.stride[0], p.stride[1]);
+            let interior = iy0 >= 0
+                && ix0 >= 0
+                && iy0 as usize + sy + filter_dims.h <= in_dims.h
+                && ix0 as usize + sx + kw <= in_dims.w;
+            if interior {
+                // All four windows inside the input: kernel row `ky` of window (dy, dx) is the
+                // input row `iy0 + dy * sy + ky` from column `ix0 + dx * sx`.
+                let row_len = kw * c;
+                let stride = in_dims.w * c;
+                let base = (iy0 as usize * in_dims.w + ix0 as usize) * c;
+                let [p0, p1, p2, p3] = &mut patches;
+                for ky in 0..filter_dims.h {
+                    let at = base + ky * stride;
+                    let d = ky * row_len;
+                    copy_run(&mut p0[d..d + row_len], &input[at..]);
+                    copy_run(&mut p1[d..d + row_len], &input[at + sx * c..]);
+                    copy_run(&mut p2[d..d + row_len], &input[at + sy * stride..]);
+                    copy_run(&mut p3[d..d + row_len], &input[at + sy * stride + sx * c..]);
+                }
+            }
+            for (patch, (dy, dx)) in patches
+                .iter_mut()
+                .zip([(0, 0), (0, 1), (1, 0), (1, 1)])
+                .filter(|_| !interior)
+            {
+                let win = Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx);
+                let (kx_lo, kx_hi) = win.kx;
+                let whole = win.ky == (0, filter_dims.h) && (kx_lo, kx_hi) == (0, kw);
+                if !whole {
+                    patch[..kvol].fill(pad);
+                }
+                // Each kernel row is one contiguous run of the input (kx_lo..kx_hi, all
+                // channels): HWC rows and the [kh][kw][c] patch share their inner order.
+                let run = (kx_hi - kx_lo) * c;
+                if run > 0 {
+                    let col = (win.ix0 + kx_lo as isize) as usize;
+                    for ky in win.ky.0..win.ky.1 {
+                        let iy = (win.iy0 + ky as isize) as usize;
+                        copy_run(
+                            &mut patch[(ky * kw + kx_lo) * c..][..run],
+                            &input[(iy * in_dims.w + col) * c..][..run],
                         );
-                        let v = match lut {
-                            Some(t) => t[(v as i32 + 128) as usize],
-                            None => v,
-                        } as i16;
-                        *slot = match (pool, pos) {
-                            (_, 0) => v,
-                            (Pool2x2::Max, _) => (*slot).max(v),
-                            (Pool2x2::Avg, _) => *slot + v,
-                        };
                     }
                 }
-                for (o, &s) in out.iter_mut().zip(&pooled) {
-                    *o = match pool {
-                        Pool2x2::Max => s as i8,
-                        Pool2x2::Avg => {
-                            let s = s as i32;
-                            (if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }) as i8
-                        }
-                    };
-                }
+            }
+            let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
+            for (oc, o) in out.iter_mut().enumerate() {
+                let mut acc = [bias[oc]; 4];
+                // Past `kvol` the patches hold the zero point (x + offset = 0), so reading the
+                // next filter's first weights there adds nothing; the last filter has nothing
+                // after it and is read from its padded copy.
+                let row = match filter.get(oc * kvol..oc * kvol + kvol_padded) {
+                    Some(row) => row,
+                    None => &last_row[..kvol_padded],
+                };
+                dot_x4(&patches, row, p.input_offset, &mut acc);
+                *o = if max_once {
+                    finish(p, q, lut, oc, acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
+                } else {
+                    let v = acc.map(|a| finish(p, q, lut, oc, a));
+                    match pool {
+                        Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
+                        Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
+                    }
+                } as i8;
             }
         }
     }
@@ -242,10 +325,7 @@ pub fn conv2d_pool2x2_s8_per_channel(
                     .map(|w| conv_at(p, q, in_dims, input, filter_dims, filter, bias, lut, &w, oc));
                 *o = match pool {
                     Pool2x2::Max => v.iter().copied().fold(i32::MIN, i32::max),
-                    Pool2x2::Avg => {
-                        let s: i32 = v.iter().sum();
-                        if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }
-                    }
+                    Pool2x2::Avg => avg4(v.iter().sum()),
                 } as i8;
             }
         }

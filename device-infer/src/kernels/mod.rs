@@ -16,6 +16,7 @@
 pub mod conv2d;
 pub mod conv2d_block;
 pub mod dense;
+mod dot;
 pub mod pool;
 pub mod reference;
 

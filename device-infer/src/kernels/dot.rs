@@ -1,0 +1,251 @@
+//! The inner products every kernel reduces to, in two shapes:
+//!
+//! - [`dot_x4`]: four input patches against one weight run (the four convolution windows of one
+//!   2x2 pooled output share their filter);
+//! - [`dot_w2`]: one input run against two weight runs (two rows of a dense layer).
+//!
+//! Both compute `sum((x + offset) * w)` exactly in i32 (the accumulator bound is validated at
+//! load). On Armv7E-M (`arm_dsp`, see build.rs) four int8 values are loaded as one word and
+//! split into two pairs of 16-bit lanes with `sxtb16` / `sxtab16` (which also adds the offset),
+//! and each pair is multiplied and accumulated with one `smlad`: two MACs per instruction. The
+//! same integer sum in a different order, hence bit-exact with the portable code, which every
+//! other target (Cortex-M0, the host) runs.
+
+use super::conv2d_block::PATCH;
+
+/// The four patches [`dot_x4`] reads: one array, so the `smlad` loop reaches all four from
+/// one pointer with constant offsets.
+pub(crate) type Patches = [[i8; PATCH]; 4];
+
+/// `acc[p] += sum_i (patches[p][i] + offset) * w[i]` for `i < w.len()` (at most [`PATCH`]).
+#[inline(always)]
+pub(crate) fn dot_x4(patches: &Patches, w: &[i8], offset: i32, acc: &mut [i32; 4]) {
+    let n = w.len().min(PATCH);
+    let w = &w[..n];
+    #[cfg(arm_dsp)]
+    let done = dsp::dot_x4(patches, w, offset, acc);
+    #[cfg(not(arm_dsp))]
+    let done = 0;
+    for (p, x) in patches.iter().enumerate() {
+        acc[p] += x[done..n]
+            .iter()
+            .zip(&w[done..])
+            .map(|(&x, &w)| (x as i32 + offset) * w as i32)
+            .sum::<i32>();
+    }
+}
+
+/// `(sum_i (x[i] + offset) * w0[i], sum_i (x[i] + offset) * w1[i])`; `w0` and `w1` are as
+/// long as `x`.
+#[inline]
+pub(crate) fn dot_w2(x: &[i8], w0: &[i8], w1: &[i8], offset: i32) -> (i32, i32) {
+    let n = x.len();
+    let (w0, w1) = (&w0[..n], &w1[..n]);
+    #[cfg(arm_dsp)]
+    let (done, mut a0, mut a1) = dsp::dot_w2(x, w0, w1, offset);
+    #[cfg(not(arm_dsp))]
+    let (done, mut a0, mut a1) = (0, 0, 0);
+    for ((&x, &u), &v) in x[done..].iter().zip(&w0[done..]).zip(&w1[done..]) {
+        let x = x as i32 + offset;
+        a0 += x * u as i32;
+        a1 += x * v as i32;
+    }
+    (a0, a1)
+}
+
+/// The `smlad` paths. They handle whole words (4 values) and return how many values they
+/// consumed; the caller finishes the tail.
+#[cfg(arm_dsp)]
+#[allow(unsafe_code)]
+mod dsp {
+    use super::{PATCH, Patches};
+    use core::arch::asm;
+
+    // SAFETY (all four): each `asm!` is one Armv7E-M DSP data-processing instruction on
+    // registers only: it reads its register inputs, writes one output register, touches no
+    // memory, no stack and no flags (`smlad` may set the sticky Q flag, which nothing here or
+    // in Rust reads, so `preserves_flags` is not claimed for it). These instructions exist on
+    // every target that sets `arm_dsp` (build.rs).
+
+    /// Lanes `(sext b0, sext b2)` of `x`.
+    #[inline(always)]
+    fn sxtb16(x: u32) -> u32 {
+        let r: u32;
+        unsafe {
+            asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    /// Lanes `(sext b1, sext b3)` of `x`.
+    #[inline(always)]
+    fn sxtb16_ror8(x: u32) -> u32 {
+        let r: u32;
+        unsafe {
+            asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    /// Lanes `(a.lo + sext b0, a.hi + sext b2)`.
+    #[inline(always)]
+    fn sxtab16(a: u32, x: u32) -> u32 {
+        let r: u32;
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {x}", r = lateout(reg) r, a = in(reg) a, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    /// Lanes `(a.lo + sext b1, a.hi + sext b3)`.
+    #[inline(always)]
+    fn sxtab16_ror8(a: u32, x: u32) -> u32 {
+        let r: u32;
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {x}, ror #8", r = lateout(reg) r, a = in(reg) a, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    /// `acc + a.lo * b.lo + a.hi * b.hi` (signed 16-bit lanes, wrapping 32-bit sum).
+    #[inline(always)]
+    fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        unsafe {
+            asm!("smlad {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                 acc = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// Word `i` (values `4i..4i+4`) of `s`, little-endian; the caller guarantees the range.
+    #[inline(always)]
+    fn word(s: &[i8], i: usize) -> u32 {
+        let b: &[i8; 4] = s[4 * i..4 * i + 4].try_into().unwrap_or(&[0; 4]);
+        u32::from_le_bytes(b.map(|v| v as u8))
+    }
+
+    /// The offset in both 16-bit lanes (it is in -255..=255, validated at load).
+    #[inline(always)]
+    fn lanes(offset: i32) -> u32 {
+        (offset as u32 & 0xFFFF) * 0x0001_0001
+    }
+
+    /// The whole-word part of [`super::dot_x4`] as one loop: per word of weights 26
+    /// instructions for 16 MACs (the compiler spilled registers in the same loop written with
+    /// the single-instruction helpers).
+    #[inline(always)]
+    pub(super) fn dot_x4(patches: &Patches, w: &[i8], offset: i32, acc: &mut [i32; 4]) -> usize {
+        const _: () = assert!(
+            PATCH == 160,
+            "the loop below addresses the patches at +160 bytes"
+        );
+        let words = w.len().min(PATCH) / 4;
+        if words == 0 {
+            return 0;
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = *acc;
+        let x = patches.as_ptr() as *const i8;
+        // SAFETY: the loop reads `words` u32 words from `w` (4 * words <= w.len()) and from
+        // each of the four patches at byte offsets 0, 160, 320, 480 of `patches` (4 * words
+        // <= PATCH, so every read stays inside its patch); unaligned word loads are allowed
+        // on Armv7-M for normal memory. It writes only its register operands (the pointer
+        // copies are marked as clobbered outputs) and the flags (not `preserves_flags`).
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {w13}, {w}, ror #8",
+                "sxtb16 {w}, {w}",
+                "ldr {v}, [{xp}]",
+                "sxtab16 {t}, {off}, {v}, ror #8",
+                "smlad {a0}, {t}, {w13}, {a0}",
+                "sxtab16 {v}, {off}, {v}",
+                "smlad {a0}, {v}, {w}, {a0}",
+                "ldr {v}, [{xp}, #160]",
+                "sxtab16 {t}, {off}, {v}, ror #8",
+                "smlad {a1}, {t}, {w13}, {a1}",
+                "sxtab16 {v}, {off}, {v}",
+                "smlad {a1}, {v}, {w}, {a1}",
+                "ldr {v}, [{xp}, #320]",
+                "sxtab16 {t}, {off}, {v}, ror #8",
+                "smlad {a2}, {t}, {w13}, {a2}",
+                "sxtab16 {v}, {off}, {v}",
+                "smlad {a2}, {v}, {w}, {a2}",
+                "ldr {v}, [{xp}, #480]",
+                "sxtab16 {t}, {off}, {v}, ror #8",
+                "smlad {a3}, {t}, {w13}, {a3}",
+                "sxtab16 {v}, {off}, {v}",
+                "smlad {a3}, {v}, {w}, {a3}",
+                "adds {xp}, #4",
+                "cmp {xp}, {xend}",
+                "bne 2b",
+                wp = inout(reg) w.as_ptr() => _,
+                xp = inout(reg) x => _,
+                xend = in(reg) x.wrapping_add(4 * words),
+                off = in(reg) lanes(offset),
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                w = out(reg) _,
+                w13 = out(reg) _,
+                v = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        *acc = [a0, a1, a2, a3];
+        4 * words
+    }
+
+    #[inline(always)]
+    pub(super) fn dot_w2(x: &[i8], w0: &[i8], w1: &[i8], offset: i32) -> (usize, i32, i32) {
+        let words = x.len() / 4;
+        let off = lanes(offset);
+        let (x, w0, w1) = (&x[..4 * words], &w0[..4 * words], &w1[..4 * words]);
+        let (mut a0, mut a1) = (0i32, 0i32);
+        for i in 0..words {
+            let v = word(x, i);
+            let (x02, x13) = (sxtab16(off, v), sxtab16_ror8(off, v));
+            let u = word(w0, i);
+            a0 = smlad(x02, sxtb16(u), smlad(x13, sxtb16_ror8(u), a0));
+            let u = word(w1, i);
+            a1 = smlad(x02, sxtb16(u), smlad(x13, sxtb16_ror8(u), a1));
+        }
+        (4 * words, a0, a1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::bytes;
+    use proptest::prelude::*;
+
+    fn slow(x: &[i8], w: &[i8], offset: i32) -> i32 {
+        x.iter()
+            .zip(w)
+            .map(|(&x, &w)| (x as i32 + offset) * w as i32)
+            .sum()
+    }
+
+    proptest! {
+        #[test]
+        fn dots_equal_the_plain_sum(n in 0usize..=PATCH, offset in -255i32..=255, seed in any::<u64>(), extra in 0usize..5) {
+            let x: Vec<Vec<i8>> = (0..4).map(|p| bytes(PATCH, seed ^ p)).collect();
+            let w = bytes(n, !seed);
+            let w1 = bytes(n + extra, seed.rotate_left(7));
+            let mut acc = [1, -2, 3, i32::from(seed as u8)];
+            let before = acc;
+            let patches: Patches = core::array::from_fn(|p| x[p][..].try_into().unwrap());
+            dot_x4(&patches, &w, offset, &mut acc);
+            for p in 0..4 {
+                prop_assert_eq!(acc[p], before[p] + slow(&x[p], &w, offset));
+            }
+            let (a, b) = dot_w2(&x[0][..n], &w, &w1, offset);
+            prop_assert_eq!(a, slow(&x[0][..n], &w, offset));
+            prop_assert_eq!(b, slow(&x[0][..n], &w1, offset));
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The int8 model on emulated microcontrollers: `export deploy` builds the firmware for the
+//! Cortex-M4F (mps2-an386) and the Cortex-M0 (micro:bit), runs it under QEMU, and its outputs
+//! must equal device-infer's on the host bit for bit. Needs `qemu-system-arm` (scripts/setup.sh
+//! installs it) and the two thumb targets.
+
+use export::deploy::{self, Digit};
+use export::quantize;
+use host_train::data::{self, DatasetKind};
+use lenet_tests::{data_root, fixture_dir};
+
+fn quantized_fixture(dir: &std::path::Path) -> std::path::PathBuf {
+    let g = export::graph::load(&fixture_dir().join("model.onnx")).unwrap();
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let d = DatasetKind::Mnist.load(&found.dir).unwrap();
+    let cal: Vec<Vec<f32>> = (0..300)
+        .map(|i| d.train.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect();
+    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap();
+    let q = quantize::quantize(&g, &ranges).unwrap();
+    let path = dir.join("model.lnq8");
+    std::fs::write(&path, device_infer::writer::write(&q.spec)).unwrap();
+    path
+}
+
+fn test_digits(n: usize, skip: usize) -> Vec<Digit> {
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let test = DatasetKind::Mnist.load(&found.dir).unwrap().test;
+    (skip..skip + n)
+        .map(|i| Digit {
+            label: test.labels[i],
+            pixels: test.image(i).to_vec(),
+        })
+        .collect()
+}
+
+#[test]
+fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quantized_fixture(dir.path());
+    for (board, skip) in [("mps2-an386", 0), ("microbit", 1000)] {
+        let digits = test_digits(40, skip);
+        let cfg = deploy::Config::new(model.clone(), deploy::find_board(board).unwrap(), digits);
+        let r = deploy::deploy(&cfg).unwrap_or_else(|e| panic!("{board}: {e:#}"));
+        let text = r.text();
+        println!("{text}");
+        assert!(
+            r.bit_exact(),
+            "{board}: board and host differ:\n{}",
+            deploy::mismatches(&r, 5)
+        );
+        assert_eq!(r.run.digits.len(), 40);
+        // The checksum the firmware computed agrees with the outputs it printed.
+        let mut h: u32 = 0x811C_9DC5;
+        for v in r.host_outputs.iter().flatten() {
+            h = (h ^ *v as u8 as u32).wrapping_mul(0x0100_0193);
+        }
+        assert_eq!(r.run.checksum, h, "{board}");
+        let correct = r
+            .run
+            .digits
+            .iter()
+            .filter(|d| d.pred == d.label as usize)
+            .count();
+        assert!(correct >= 38, "{board}: {correct}/40 correct");
+        assert_eq!(r.run.layer_ticks.len(), 5, "{board}");
+        assert_eq!(r.macs.iter().sum::<u64>(), 416_520);
+        // The per-layer ticks add up to the whole inference (the trace costs a few ticks).
+        let sum: u64 = r.run.layer_ticks.iter().sum();
+        let whole = r.run.digits[0].ticks;
+        assert!(
+            sum <= whole && whole - sum < 50,
+            "{board}: {sum} vs {whole}"
+        );
+        // RAM budget of the issue: arena + stack <= 4 KB.
+        assert_eq!(r.arena, 1960);
+        assert!(r.sizes.bss >= r.arena);
+        assert!(
+            r.run.stack_hwm > 100 && r.sizes.bss + r.sizes.data + r.run.stack_hwm <= 4096,
+            "{board}: RAM {} + {} + stack {}",
+            r.sizes.bss,
+            r.sizes.data,
+            r.run.stack_hwm
+        );
+        assert!(r.sizes.rodata >= r.model_bytes + r.digit_bytes);
+        assert!(text.contains("instructions per MAC: "), "{text}");
+    }
+}
+
+#[test]
+fn deploy_rejects_a_corrupt_model_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quantized_fixture(dir.path());
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[200] ^= 0x40;
+    std::fs::write(&model, &bytes).unwrap();
+    let cfg = deploy::Config::new(
+        model,
+        deploy::find_board("microbit").unwrap(),
+        test_digits(1, 0),
+    );
+    let e = format!("{:#}", deploy::deploy(&cfg).unwrap_err());
+    assert!(e.contains("CRC") || e.contains("corrupt"), "{e}");
+    let e = format!("{:#}", deploy::find_board("esp32").unwrap_err());
+    assert!(e.contains("mps2-an386") && e.contains("microbit"), "{e}");
+}
