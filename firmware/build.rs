@@ -52,7 +52,7 @@ fn main() {
     let digits =
         fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
     let record = 1 + input_len;
-    if digits.is_empty() || digits.len() % record != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(record) {
         panic!(
             "{}: {} bytes is not a whole number of {record}-byte records (label + {input_len} pixels)",
             digits_path.display(),
