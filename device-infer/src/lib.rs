@@ -10,6 +10,8 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+#[cfg(feature = "hal")]
+pub mod hal;
 pub mod kernels;
 pub mod model;
 pub mod quant;

@@ -498,11 +498,16 @@ impl<'a> Model<'a> {
             });
         }
         for (o, &p) in out.iter_mut().zip(pixels) {
-            let v = requantize(p as i32, self.input_multiplier, self.input_shift as i32)
-                + self.input_zero_point as i32;
-            *o = v.clamp(-128, 127) as i8;
+            *o = self.quantize_pixel(p);
         }
         Ok(())
+    }
+
+    /// One raw pixel quantized as [`quantize_input`](Self::quantize_input) does.
+    pub fn quantize_pixel(&self, p: u8) -> i8 {
+        let v = requantize(p as i32, self.input_multiplier, self.input_shift as i32)
+            + self.input_zero_point as i32;
+        v.clamp(-128, 127) as i8
     }
 
     /// Runs the model on a quantized input, using `arena` (at least [`arena_len`](Self::arena_len)
@@ -653,14 +658,14 @@ pub fn argmax(outputs: &[i8]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kernels::reference;
     use crate::testutil::weights as bytes;
     use crate::writer::{AlignedBytes, LayerSpec, ModelSpec, write};
 
     /// 6x6x1 -> conv 3x3 (pad 1) 2ch + ReLU + fused max pool -> 3x3x2 -> dense 18 -> 3.
-    fn spec() -> ModelSpec {
+    pub(crate) fn spec() -> ModelSpec {
         let conv = LayerSpec {
             kind: Kind::Conv2d(Some(Pool2x2::Max)),
             input: Dims { h: 6, w: 6, c: 1 },
