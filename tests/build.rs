@@ -1,9 +1,9 @@
 //! Imports the committed LeNet5-like ONNX fixture into Burn code with burn-onnx's ModelGen.
 
 fn main() {
-    println!("cargo:rerun-if-changed=fixtures/lenet5-like/model.onnx");
+    println!("cargo:rerun-if-changed=golden/lenet5-like/model.onnx");
     burn_onnx::ModelGen::new()
-        .input("fixtures/lenet5-like/model.onnx")
+        .input("golden/lenet5-like/model.onnx")
         .out_dir("imported/")
         .run_from_script();
 }

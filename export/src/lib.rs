@@ -7,11 +7,13 @@
 //! - [`parity`]: tract on a parity sample, against burn's logits.
 //! - [`float`]: a reference float interpreter; [`quantize`]: calibration and int8 quantization
 //!   into the device format (`device_infer::writer`).
+//! - [`golden`]: golden sets: generate the expected outputs, verify any target against them.
 //! - [`deploy`]: the firmware under QEMU: bit-exactness, instruction counts, flash and RAM.
 
 pub mod check;
 pub mod deploy;
 pub mod float;
+pub mod golden;
 pub mod graph;
 pub mod ops;
 pub mod parity;

@@ -90,6 +90,11 @@ enum Command {
         #[arg(long)]
         firmware: Option<PathBuf>,
     },
+    /// Golden sets: expected outputs of one model on fixed inputs, for every target.
+    Golden {
+        #[command(subcommand)]
+        action: GoldenAction,
+    },
     /// Host batch-1 latency of a device model through device-infer (median of many runs on the
     /// first MNIST test digit). A benchmark, not a test: compare with bench/latency.py.
     Latency {
@@ -98,6 +103,35 @@ enum Command {
         /// Timed runs.
         #[arg(long, default_value_t = 5000)]
         runs: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GoldenAction {
+    /// Quantize CASE/model.onnx (writing model.lnq8 and model.int8.onnx beside it) and record
+    /// burn's logits and device-infer's int8 outputs for the first test images in
+    /// CASE/golden.pb. CASE also holds the training run (CASE/run).
+    Generate {
+        /// The case folder (e.g. tests/golden/lenet5-like).
+        case: PathBuf,
+        /// Test images to record.
+        #[arg(long, default_value_t = 100)]
+        cases: usize,
+        /// Calibration images (the first N training images).
+        #[arg(long, default_value_t = 1000)]
+        calib_images: usize,
+        /// Folder holding MNIST (or a data root), as for host-train.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run targets on a golden set and compare with its expected outputs; prints the first
+    /// differing cases and the max difference. Exits 1 when any target fails.
+    Verify {
+        /// Case folders (default: every case under tests/golden).
+        cases: Vec<PathBuf>,
+        /// burn, tract, host-int8, tract-int8, qemu-m0, qemu-m4 or all (repeatable).
+        #[arg(long, default_value = "all")]
+        target: Vec<String>,
     },
 }
 
@@ -115,6 +149,7 @@ fn main() -> ExitCode {
 fn run() -> Result<bool> {
     match Cli::parse().command {
         Command::Latency { model, runs } => cmd_latency(model, runs),
+        Command::Golden { action } => cmd_golden(action),
         Command::Deploy {
             model,
             board,
@@ -355,6 +390,70 @@ fn cmd_quantize(
         );
     }
     Ok(true)
+}
+
+fn cmd_golden(action: GoldenAction) -> Result<bool> {
+    use export::golden::{self, Target};
+    match action {
+        GoldenAction::Generate {
+            case,
+            cases,
+            calib_images,
+            data_dir,
+        } => {
+            use host_train::data::{self, DatasetKind};
+            let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
+            let splits = DatasetKind::Mnist.load(&found.dir)?;
+            let opts = golden::GenerateOptions {
+                cases,
+                calib_images,
+            };
+            let set = golden::generate(&case, &splits, &opts)?;
+            let agree = set
+                .cases
+                .iter()
+                .filter(|c| {
+                    let q: Vec<i8> = c.int8_outputs.iter().map(|&v| v as i8).collect();
+                    device_infer::argmax(&q) == c.expected_class as usize
+                })
+                .count();
+            println!(
+                "wrote {} ({} cases; int8 and float argmax agree on {agree}), {}, {}",
+                case.join(golden::GOLDEN_FILE).display(),
+                set.cases.len(),
+                case.join("model.lnq8").display(),
+                case.join("model.int8.onnx").display()
+            );
+            Ok(true)
+        }
+        GoldenAction::Verify { cases, target } => {
+            let mut targets = Vec::new();
+            for t in &target {
+                if t == "all" {
+                    targets.extend(Target::ALL);
+                } else {
+                    targets.push(Target::parse(t)?);
+                }
+            }
+            let dirs = if cases.is_empty() {
+                golden::cases(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden"))?
+            } else {
+                cases
+            };
+            anyhow::ensure!(!dirs.is_empty(), "no golden sets found");
+            let mut ok = true;
+            for dir in &dirs {
+                println!("golden set {}", dir.display());
+                for &t in &targets {
+                    let v = golden::verify(dir, t)?;
+                    println!("  {}", v.text().replace('\n', "\n  "));
+                    ok &= v.pass;
+                }
+            }
+            println!("golden {}", if ok { "passed" } else { "FAILED" });
+            Ok(ok)
+        }
+    }
 }
 
 fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lenet5-like/model.onnx")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/lenet5-like/model.onnx")
 }
 
 fn check(args: &[&str], model: &std::path::Path) -> (i32, String, String) {

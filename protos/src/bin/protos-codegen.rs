@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(protos, [root.join("proto")])?;
     prost_build::Config::new()
         .out_dir(root.join("src/gen"))
+        // Ordered maps: the same message always encodes to the same bytes.
+        .btree_map(["."])
         .compile_fds(fds)?;
     println!("regenerated {}", root.join("src/gen").display());
     Ok(())

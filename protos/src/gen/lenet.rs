@@ -30,3 +30,78 @@ pub struct ParitySample {
     #[prost(uint64, repeated, tag = "6")]
     pub indices: ::prost::alloc::vec::Vec<u64>,
 }
+/// A golden set (`tests/golden/<case>/golden.pb`): one model, fixed inputs, and the answers
+/// every target must reproduce: burn and tract on the float ONNX, device-infer on the host and
+/// in QEMU, tract on the int8 ONNX. Written by `export golden generate`, checked by
+/// `export golden verify`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GoldenSet {
+    /// The case's name (its folder).
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The command that wrote it (regenerate with it).
+    #[prost(string, tag = "2")]
+    pub generator: ::prost::alloc::string::String,
+    /// SHA-256 (hex) of model.onnx, model.lnq8 and model.int8.onnx beside it.
+    #[prost(string, tag = "3")]
+    pub onnx_sha256: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub device_model_sha256: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub int8_onnx_sha256: ::prost::alloc::string::String,
+    /// Tool and crate versions that produced it (host-train, export, burn, tract-onnx, ...).
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub tool_versions: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    /// The training seed of the model.
+    #[prost(uint64, tag = "7")]
+    pub seed: u64,
+    /// The dataset the inputs come from and the model's input shape (H, W, C).
+    #[prost(string, tag = "8")]
+    pub dataset: ::prost::alloc::string::String,
+    #[prost(uint32, repeated, tag = "9")]
+    pub input_shape: ::prost::alloc::vec::Vec<u32>,
+    #[prost(message, optional, tag = "10")]
+    pub tolerances: ::core::option::Option<Tolerances>,
+    #[prost(message, repeated, tag = "11")]
+    pub cases: ::prost::alloc::vec::Vec<GoldenCase>,
+}
+/// How close each target must come.
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Tolerances {
+    /// burn and tract logits vs the expected float logits (max absolute difference).
+    #[prost(float, tag = "1")]
+    pub float_max_abs: f32,
+    /// device-infer on the host and in QEMU vs the expected int8 outputs (0: bit-exact).
+    #[prost(uint32, tag = "2")]
+    pub int8_max_lsb: u32,
+    /// An independent int8 run (tract on the int8 ONNX) vs the expected int8 outputs.
+    #[prost(uint32, tag = "3")]
+    pub independent_int8_max_lsb: u32,
+    /// Fraction of cases whose argmax the independent int8 run must reproduce.
+    #[prost(double, tag = "4")]
+    pub independent_int8_min_argmax: f64,
+}
+/// One input and its expected outputs.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GoldenCase {
+    /// Index in the dataset's test split, and the true class.
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(uint32, tag = "2")]
+    pub label: u32,
+    /// Raw u8 pixels, HWC (the model sees p / 255).
+    #[prost(bytes = "vec", tag = "3")]
+    pub pixels: ::prost::alloc::vec::Vec<u8>,
+    /// burn's float logits.
+    #[prost(float, repeated, tag = "4")]
+    pub float_logits: ::prost::alloc::vec::Vec<f32>,
+    /// device-infer's int8 outputs (two's complement bytes).
+    #[prost(bytes = "vec", tag = "5")]
+    pub int8_outputs: ::prost::alloc::vec::Vec<u8>,
+    /// argmax of the float logits.
+    #[prost(uint32, tag = "6")]
+    pub expected_class: u32,
+}

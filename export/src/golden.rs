@@ -1,0 +1,477 @@
+//! Golden sets: one trained model, fixed inputs, and the answers every target must reproduce.
+//!
+//! A case folder (`tests/golden/<case>/`) holds the training run (`run/`), its float ONNX
+//! (`model.onnx`), and what [`generate`] writes beside them: the device model (`model.lnq8`),
+//! the same integer model as int8 ONNX (`model.int8.onnx`) and `golden.pb`
+//! (`protos::lenet::GoldenSet`: inputs, burn's float logits, device-infer's int8 outputs,
+//! tolerances, file hashes, tool versions). [`verify`] runs one [`Target`] on the inputs and
+//! compares.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{Device, Tensor};
+use protos::Message;
+use protos::lenet::{GoldenCase, GoldenSet, Tolerances};
+
+use crate::deploy;
+
+/// The golden file's name inside a case folder.
+pub const GOLDEN_FILE: &str = "golden.pb";
+const ONNX: &str = "model.onnx";
+const DEVICE_MODEL: &str = "model.lnq8";
+const INT8_ONNX: &str = "model.int8.onnx";
+
+/// What can be checked against a golden set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// burn (host-train) on the run's checkpoint: float logits.
+    Burn,
+    /// tract on the float ONNX: float logits.
+    Tract,
+    /// device-infer on the host: int8 outputs, bit-exact.
+    HostInt8,
+    /// tract on the int8 ONNX (QLinearConv / QLinearMatMul): an independent int8 run.
+    TractInt8,
+    /// The firmware on an emulated Cortex-M0 (micro:bit): int8 outputs, bit-exact.
+    QemuM0,
+    /// The firmware on an emulated Cortex-M4F (mps2-an386): int8 outputs, bit-exact.
+    QemuM4,
+}
+
+impl Target {
+    /// Every target, in the order `verify --target all` runs them.
+    pub const ALL: [Target; 6] = [
+        Target::Burn,
+        Target::Tract,
+        Target::HostInt8,
+        Target::TractInt8,
+        Target::QemuM0,
+        Target::QemuM4,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Burn => "burn",
+            Target::Tract => "tract",
+            Target::HostInt8 => "host-int8",
+            Target::TractInt8 => "tract-int8",
+            Target::QemuM0 => "qemu-m0",
+            Target::QemuM4 => "qemu-m4",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Result<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .with_context(|| {
+                let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+                format!("unknown target {s:?} (known: {}, all)", names.join(", "))
+            })
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(host_train::data::download::sha256_hex(&bytes))
+}
+
+fn to_f32(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| p as f32 / 255.0).collect()
+}
+
+fn argmax_f(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+fn as_i8(b: &[u8]) -> Vec<i8> {
+    b.iter().map(|&v| v as i8).collect()
+}
+
+/// burn's logits for raw pixels (NCHW batch of the run's model).
+fn burn_logits(run_dir: &Path, shape: [usize; 3], pixels: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+    let device = Device::flex();
+    let (_, model) = host_train::train::load_run_model(run_dir, &device)?;
+    let [h, w, c] = shape;
+    let n = pixels.len();
+    let mut data = Vec::with_capacity(n * h * w * c);
+    for p in pixels {
+        // HWC -> CHW (identical for one channel).
+        for ch in 0..c {
+            for i in 0..h * w {
+                data.push(p[i * c + ch] as f32 / 255.0);
+            }
+        }
+    }
+    let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(data, [n, c, h, w]), &device);
+    let y = model.forward(x);
+    let [_, k] = y.dims();
+    let v: Vec<f32> = y.into_data().iter::<f32>().collect();
+    Ok((0..n).map(|i| v[i * k..(i + 1) * k].to_vec()).collect())
+}
+
+/// device-infer's outputs for raw pixels.
+fn host_int8(model_path: &Path, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
+    let bytes = std::fs::read(model_path)
+        .with_context(|| format!("cannot read {}", model_path.display()))?;
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut out = Vec::with_capacity(pixels.len());
+    for p in pixels {
+        let slot = m
+            .input_slot(&mut arena)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        m.quantize_input(p, slot)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let y = m
+            .run_in_place(&mut arena, |_, _| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(y.to_vec());
+    }
+    Ok(out)
+}
+
+/// Options of [`generate`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Test images to record (the first N).
+    pub cases: usize,
+    /// Calibration images (the first N training images, min/max).
+    pub calib_images: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            cases: 100,
+            calib_images: 1000,
+        }
+    }
+}
+
+/// Quantizes `dir/model.onnx` (writing `model.lnq8` and `model.int8.onnx`) and records the
+/// expected outputs of the first test images in `dir/golden.pb`. Deterministic: the same
+/// inputs give the same bytes.
+pub fn generate(
+    dir: &Path,
+    splits: &host_train::data::Splits,
+    opts: &GenerateOptions,
+) -> Result<GoldenSet> {
+    let onnx = dir.join(ONNX);
+    let run_dir = dir.join("run");
+    let g = crate::graph::load(&onnx)?;
+    let n_cal = opts.calib_images.min(splits.train.len());
+    let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
+    let ranges = crate::quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?;
+    let q = crate::quantize::quantize(&g, &ranges)?;
+    let device_model = dir.join(DEVICE_MODEL);
+    write_atomic(&device_model, &device_infer::writer::write(&q.spec))?;
+    let int8_onnx = dir.join(INT8_ONNX);
+    write_atomic(
+        &int8_onnx,
+        &crate::qonnx::int8_onnx(&g, &q)?.encode_to_vec(),
+    )?;
+
+    let [c, h, w] = splits.test.shape;
+    let n = opts.cases.min(splits.test.len());
+    let pixels: Vec<&[u8]> = (0..n).map(|i| splits.test.image(i)).collect();
+    ensure!(c == 1, "golden sets are written for one-channel images");
+    let logits = burn_logits(&run_dir, [h, w, c], &pixels)?;
+    let int8 = host_int8(&device_model, &pixels)?;
+    let cfg = host_train::train::read_config(&run_dir)?;
+    let cases = (0..n)
+        .map(|i| GoldenCase {
+            index: i as u64,
+            label: splits.test.labels[i] as u32,
+            pixels: pixels[i].to_vec(),
+            float_logits: logits[i].clone(),
+            int8_outputs: int8[i].iter().map(|&v| v as u8).collect(),
+            expected_class: argmax_f(&logits[i]) as u32,
+        })
+        .collect();
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let set = GoldenSet {
+        name: name.clone(),
+        generator: format!(
+            "export golden generate tests/golden/{name} --cases {n} --calib-images {n_cal}"
+        ),
+        onnx_sha256: sha256_file(&onnx)?,
+        device_model_sha256: sha256_file(&device_model)?,
+        int8_onnx_sha256: sha256_file(&int8_onnx)?,
+        tool_versions: [
+            ("export", env!("CARGO_PKG_VERSION")),
+            ("host-train", env!("CARGO_PKG_VERSION")),
+            ("device-infer", env!("CARGO_PKG_VERSION")),
+            ("burn", "0.22.1"),
+            ("burn-onnx", "0.22.0"),
+            ("tract-onnx", "0.23.9"),
+            ("device-model-format", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        seed: cfg.seed,
+        dataset: cfg.dataset.to_string(),
+        input_shape: vec![h as u32, w as u32, c as u32],
+        tolerances: Some(Tolerances {
+            float_max_abs: 1e-5,
+            int8_max_lsb: 0,
+            independent_int8_max_lsb: 1,
+            independent_int8_min_argmax: 0.99,
+        }),
+        cases,
+    };
+    write_atomic(&dir.join(GOLDEN_FILE), &set.encode_to_vec())?;
+    Ok(set)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads `dir/golden.pb` and checks that the model files beside it are the ones it was
+/// generated for.
+pub fn load(dir: &Path) -> Result<GoldenSet> {
+    let path = dir.join(GOLDEN_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let set = GoldenSet::decode(&bytes[..])
+        .with_context(|| format!("{}: not a golden set", path.display()))?;
+    ensure!(
+        !set.cases.is_empty() && set.tolerances.is_some() && set.input_shape.len() == 3,
+        "{}: incomplete golden set (no cases, tolerances or input shape)",
+        path.display()
+    );
+    let len: usize = set.input_shape.iter().map(|&d| d as usize).product();
+    for (i, c) in set.cases.iter().enumerate() {
+        ensure!(
+            c.pixels.len() == len && !c.float_logits.is_empty(),
+            "{}: case {i} has {} pixels (the input shape needs {len})",
+            path.display(),
+            c.pixels.len()
+        );
+    }
+    for (file, want) in [
+        (ONNX, &set.onnx_sha256),
+        (DEVICE_MODEL, &set.device_model_sha256),
+        (INT8_ONNX, &set.int8_onnx_sha256),
+    ] {
+        let have = sha256_file(&dir.join(file))?;
+        if &have != want {
+            bail!(
+                "{}: {file} is not the file this golden set was generated for (sha256 {have}, expected {want}); regenerate with `{}`",
+                path.display(),
+                set.generator
+            );
+        }
+    }
+    Ok(set)
+}
+
+/// The outcome of one target.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Which target.
+    pub target: Target,
+    /// Cases run.
+    pub cases: usize,
+    /// Cases within tolerance.
+    pub within: usize,
+    /// Largest difference (absolute for logits, LSB for int8).
+    pub max_diff: f64,
+    /// Cases whose argmax equals the expected one (float targets: the float class; int8
+    /// targets: the argmax of the expected int8 outputs).
+    pub argmax_agree: usize,
+    /// Whether the target passed.
+    pub pass: bool,
+    /// The first differing cases, for the report.
+    pub first_failures: Vec<String>,
+}
+
+impl Verdict {
+    /// One line, plus the first failures when it did not pass.
+    pub fn text(&self) -> String {
+        let unit = match self.target {
+            Target::Burn | Target::Tract => format!("max |diff| {:.2e}", self.max_diff),
+            _ => format!("max diff {} LSB", self.max_diff),
+        };
+        let mut s = format!(
+            "{:<10} {}/{} cases within tolerance, {unit}, argmax {}/{} {}",
+            self.target.name(),
+            self.within,
+            self.cases,
+            self.argmax_agree,
+            self.cases,
+            if self.pass { "ok" } else { "FAILED" }
+        );
+        for f in &self.first_failures {
+            let _ = write!(s, "\n  {f}");
+        }
+        s
+    }
+}
+
+/// Runs `target` on the golden set in `dir` and compares with its expected outputs.
+pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
+    let set = load(dir)?;
+    let tol = set.tolerances.unwrap_or_default();
+    let shape = [
+        set.input_shape[0] as usize,
+        set.input_shape[1] as usize,
+        set.input_shape[2] as usize,
+    ];
+    let pixels: Vec<&[u8]> = set.cases.iter().map(|c| &c.pixels[..]).collect();
+    let n = set.cases.len();
+    let mut first_failures = Vec::new();
+    let mut fail = |i: usize, what: String| {
+        if first_failures.len() < 5 {
+            first_failures.push(format!(
+                "case {i} (test image {}): {what}",
+                set.cases[i].index
+            ));
+        }
+    };
+    let (within, max_diff, agree, pass) = match target {
+        Target::Burn | Target::Tract => {
+            let got = if target == Target::Burn {
+                burn_logits(&dir.join("run"), shape, &pixels)?
+            } else {
+                let [h, w, c] = shape;
+                let flat: Vec<f32> = pixels.iter().flat_map(|p| to_f32(p)).collect();
+                let v = crate::parity::tract_logits(&dir.join(ONNX), &flat, &[n, c, h, w])?;
+                v.into_iter().collect()
+            };
+            let (mut within, mut max, mut agree) = (0, 0f64, 0);
+            for (i, (c, g)) in set.cases.iter().zip(&got).enumerate() {
+                let d = c
+                    .float_logits
+                    .iter()
+                    .zip(g)
+                    .map(|(a, b)| (a - b).abs() as f64)
+                    .fold(
+                        if g.len() == c.float_logits.len() {
+                            0.0
+                        } else {
+                            f64::INFINITY
+                        },
+                        f64::max,
+                    );
+                max = max.max(d);
+                let same = argmax_f(g) == c.expected_class as usize;
+                agree += usize::from(same);
+                if d <= tol.float_max_abs as f64 && same {
+                    within += 1;
+                } else {
+                    fail(
+                        i,
+                        format!("expected {:?}\n    got      {g:?}", c.float_logits),
+                    );
+                }
+            }
+            (within, max, agree, within == n)
+        }
+        Target::HostInt8 | Target::TractInt8 | Target::QemuM0 | Target::QemuM4 => {
+            let got: Vec<Vec<i8>> = match target {
+                Target::HostInt8 => host_int8(&dir.join(DEVICE_MODEL), &pixels)?,
+                Target::TractInt8 => {
+                    let [h, w, c] = shape;
+                    let inputs: Vec<Vec<f32>> = pixels.iter().map(|p| to_f32(p)).collect();
+                    crate::parity::tract_int8_outputs(&dir.join(INT8_ONNX), &[1, c, h, w], &inputs)?
+                }
+                _ => {
+                    let board = deploy::find_board(if target == Target::QemuM0 {
+                        "microbit"
+                    } else {
+                        "mps2-an386"
+                    })?;
+                    let digits = set
+                        .cases
+                        .iter()
+                        .map(|c| deploy::Digit {
+                            label: c.label as u8,
+                            pixels: c.pixels.clone(),
+                        })
+                        .collect();
+                    let cfg = deploy::Config::new(dir.join(DEVICE_MODEL), board, digits);
+                    deploy::deploy(&cfg)?
+                        .run
+                        .digits
+                        .into_iter()
+                        .map(|d| d.outputs)
+                        .collect()
+                }
+            };
+            let limit = if target == Target::TractInt8 {
+                tol.independent_int8_max_lsb
+            } else {
+                tol.int8_max_lsb
+            } as i32;
+            let (mut within, mut max, mut agree) = (0, 0i32, 0);
+            for (i, (c, g)) in set.cases.iter().zip(&got).enumerate() {
+                let want = as_i8(&c.int8_outputs);
+                let d = if want.len() == g.len() {
+                    want.iter()
+                        .zip(g)
+                        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+                        .max()
+                        .unwrap_or(0)
+                } else {
+                    i32::MAX
+                };
+                max = max.max(d);
+                let same = device_infer::argmax(&want) == device_infer::argmax(g);
+                agree += usize::from(same);
+                if d <= limit && (same || target == Target::TractInt8) {
+                    within += 1;
+                } else {
+                    fail(i, format!("expected {want:?}\n    got      {g:?}"));
+                }
+            }
+            ensure!(
+                got.len() == n,
+                "{}: {} outputs for {n} cases",
+                target.name(),
+                got.len()
+            );
+            let pass = within == n
+                && (target != Target::TractInt8
+                    || agree as f64 >= tol.independent_int8_min_argmax * n as f64);
+            (within, max as f64, agree, pass)
+        }
+    };
+    Ok(Verdict {
+        target,
+        cases: n,
+        within,
+        max_diff,
+        argmax_agree: agree,
+        pass,
+        first_failures,
+    })
+}
+
+/// The case folders under `root` that hold a golden set.
+pub fn cases(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))? {
+        let p = e?.path();
+        if p.join(GOLDEN_FILE).is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,137 @@
+//! The golden set `tests/golden/lenet5-like`: every target reproduces the committed expected
+//! outputs (burn and tract within 1e-5 on the float ONNX; device-infer on the host and in QEMU
+//! on a Cortex-M0 and a Cortex-M4 bit for bit; tract on the int8 ONNX within 1 LSB), the
+//! documented generator reproduces the committed files byte for byte, and a wrong expectation
+//! or a swapped model is caught.
+
+use export::golden::{self, Target};
+use host_train::data::{self, DatasetKind};
+use lenet_tests::{data_root, fixture_dir};
+use protos::Message;
+
+#[test]
+fn every_target_reproduces_the_committed_golden_set() {
+    for target in Target::ALL {
+        let v = golden::verify(&fixture_dir(), target)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", target.name()));
+        eprintln!("{}", v.text());
+        assert!(v.pass, "{}", v.text());
+        assert_eq!((v.cases, v.within), (100, 100), "{}", v.text());
+        match target {
+            Target::Burn | Target::Tract => assert!(v.max_diff <= 1e-5),
+            Target::TractInt8 => assert!(v.max_diff <= 1.0),
+            _ => assert_eq!(v.max_diff, 0.0, "{}", v.text()),
+        }
+    }
+}
+
+/// Copies what `generate` reads (the run and the float ONNX) into a fresh case folder.
+fn fresh_case() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lenet5-like");
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    for f in ["model.onnx", "run/config.json", "run/model.bpk"] {
+        std::fs::copy(fixture_dir().join(f), dir.join(f)).unwrap();
+    }
+    (tmp, dir)
+}
+
+#[test]
+fn the_generator_reproduces_the_committed_files_byte_for_byte() {
+    let (_tmp, dir) = fresh_case();
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let splits = DatasetKind::Mnist.load(&found.dir).unwrap();
+    golden::generate(&dir, &splits, &golden::GenerateOptions::default()).unwrap();
+    for f in ["golden.pb", "model.lnq8", "model.int8.onnx"] {
+        assert!(
+            std::fs::read(dir.join(f)).unwrap() == std::fs::read(fixture_dir().join(f)).unwrap(),
+            "{f} differs from the committed one: run `bash tests/golden/regenerate.sh`"
+        );
+    }
+    let set = golden::load(&dir).unwrap();
+    assert_eq!(set.seed, 42);
+    assert_eq!(set.input_shape, vec![28, 28, 1]);
+    assert!(
+        set.generator.starts_with("export golden generate"),
+        "{}",
+        set.generator
+    );
+    assert_eq!(set.tool_versions["burn"], "0.22.1");
+}
+
+#[test]
+fn a_wrong_expectation_or_a_swapped_model_is_caught() {
+    let (_tmp, dir) = fresh_case();
+    for f in ["golden.pb", "model.lnq8", "model.int8.onnx"] {
+        std::fs::copy(fixture_dir().join(f), dir.join(f)).unwrap();
+    }
+    // One expected int8 output off by one: host-int8 names the case.
+    let path = dir.join("golden.pb");
+    let mut set = protos::lenet::GoldenSet::decode(&std::fs::read(&path).unwrap()[..]).unwrap();
+    set.cases[3].int8_outputs[2] = set.cases[3].int8_outputs[2].wrapping_add(1);
+    set.cases[7].float_logits[0] += 1e-3;
+    std::fs::write(&path, set.encode_to_vec()).unwrap();
+    let v = golden::verify(&dir, Target::HostInt8).unwrap();
+    assert!(!v.pass);
+    assert_eq!((v.within, v.max_diff), (99, 1.0));
+    assert!(
+        v.first_failures[0].starts_with("case 3 "),
+        "{:?}",
+        v.first_failures
+    );
+    assert!(v.text().contains("FAILED"), "{}", v.text());
+    let v = golden::verify(&dir, Target::Tract).unwrap();
+    assert!(
+        !v.pass && v.first_failures[0].starts_with("case 7 "),
+        "{}",
+        v.text()
+    );
+
+    // A device model that is not the one the set was generated for.
+    let mut m = std::fs::read(dir.join("model.lnq8")).unwrap();
+    m[100] ^= 1;
+    std::fs::write(dir.join("model.lnq8"), m).unwrap();
+    let e = format!("{:#}", golden::verify(&dir, Target::HostInt8).unwrap_err());
+    assert!(e.contains("model.lnq8") && e.contains("regenerate"), "{e}");
+    let e = format!("{:#}", Target::parse("gpu").unwrap_err());
+    assert!(e.contains("qemu-m4"), "{e}");
+}
+
+#[test]
+fn independent_int8_run_agrees_on_the_full_test_set() {
+    // tract on model.int8.onnx vs device-infer on model.lnq8, all 10,000 test digits.
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let test = DatasetKind::Mnist.load(&found.dir).unwrap().test;
+    let bytes = std::fs::read(fixture_dir().join("model.lnq8")).unwrap();
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes()).unwrap();
+    let n = test.len();
+    let inputs: Vec<Vec<f32>> = (0..n)
+        .map(|i| test.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect();
+    let theirs = export::parity::tract_int8_outputs(
+        &fixture_dir().join("model.int8.onnx"),
+        &[1, 1, 28, 28],
+        &inputs,
+    )
+    .unwrap();
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut x = vec![0i8; 784];
+    let (mut max_lsb, mut agree) = (0, 0);
+    for (i, t) in theirs.iter().enumerate() {
+        m.quantize_input(test.image(i), &mut x).unwrap();
+        let ours = m.run(&x, &mut arena).unwrap();
+        max_lsb = ours
+            .iter()
+            .zip(t)
+            .map(|(&a, &b)| (a as i32 - b as i32).abs())
+            .fold(max_lsb, i32::max);
+        agree += usize::from(device_infer::argmax(ours) == device_infer::argmax(t));
+    }
+    eprintln!(
+        "tract int8 vs device-infer on {n} test digits: max {max_lsb} LSB, argmax {agree}/{n} ({:.2}%)",
+        100.0 * agree as f64 / n as f64
+    );
+    assert!(max_lsb <= 1, "max difference {max_lsb} LSB");
+    assert!(agree * 1000 >= n * 999, "argmax agrees on {agree}/{n}");
+}
