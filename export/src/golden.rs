@@ -146,6 +146,9 @@ pub struct GenerateOptions {
     pub cases: usize,
     /// Calibration images (the first N training images, min/max).
     pub calib_images: usize,
+    /// The command line to record as the generator (default: the one for
+    /// `tests/golden/<folder name>`).
+    pub command: Option<String>,
 }
 
 impl Default for GenerateOptions {
@@ -153,6 +156,7 @@ impl Default for GenerateOptions {
         GenerateOptions {
             cases: 100,
             calib_images: 1000,
+            command: None,
         }
     }
 }
@@ -203,9 +207,9 @@ pub fn generate(
         .unwrap_or_default();
     let set = GoldenSet {
         name: name.clone(),
-        generator: format!(
-            "export golden generate tests/golden/{name} --cases {n} --calib-images {n_cal}"
-        ),
+        generator: opts.command.clone().unwrap_or_else(|| {
+            format!("export golden generate tests/golden/{name} --cases {n} --calib-images {n_cal}")
+        }),
         onnx_sha256: sha256_file(&onnx)?,
         device_model_sha256: sha256_file(&device_model)?,
         int8_onnx_sha256: sha256_file(&int8_onnx)?,

@@ -407,6 +407,10 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
             let opts = golden::GenerateOptions {
                 cases,
                 calib_images,
+                command: Some(format!(
+                    "export golden generate {} --cases {cases} --calib-images {calib_images}",
+                    case.display()
+                )),
             };
             let set = golden::generate(&case, &splits, &opts)?;
             let agree = set

@@ -184,7 +184,7 @@ pub fn conv2d_pool2x2_s8(
 /// The patch variant: the four windows of a pooled output are gathered into four contiguous
 /// int8 patches in the filter's `[kh][kw][in_c]` order (padding holds the input zero point, so
 /// it adds `(zp + input_offset) * w = 0`), then every output channel is one pass of its filter
-/// row over the four patches ([`dot_x4`]: two MACs per `smlad` on a Cortex-M4). A max pool
+/// row over the four patches (`dot_x4`: two MACs per `smlad` on a Cortex-M4). A max pool
 /// without a table takes the largest accumulator and requantizes once: requantization, the
 /// offset and the clamp never decrease (multipliers are non-negative), so this equals the max
 /// of the four requantized values. Same integer sums in another order, hence bit-exact.
