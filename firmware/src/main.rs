@@ -8,12 +8,10 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write;
-
 use cortex_m::peripheral::{SYST, syst::SystClkSource};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
-use device_infer::{Model, argmax};
+use device_infer::{Error, Model, argmax};
 
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
@@ -55,29 +53,24 @@ fn main() -> ! {
 }
 
 fn run() -> Result<(), ()> {
-    let mut out = hio::hstdout()?;
+    let mut out = Out(hio::hstdout()?);
     let mut cp = cortex_m::Peripherals::take().ok_or(())?;
     cp.SYST.set_clock_source(SystClkSource::Core);
     cp.SYST.set_reload(0x00FF_FFFF);
     cp.SYST.clear_current();
     cp.SYST.enable_counter();
 
-    let model = match Model::from_bytes(MODEL) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = writeln!(out, "error: {e}");
-            return Err(());
-        }
-    };
+    let model = Model::from_bytes(MODEL).map_err(|e| out.error(e))?;
     let arena: &'static mut [i8; ARENA_LEN] =
         cortex_m::singleton!(: [i8; ARENA_LEN] = [0; ARENA_LEN]).ok_or(())?;
-    writeln!(
-        out,
-        "fw board={BOARD} clock_hz={CLOCK_HZ} digits={DIGIT_COUNT} arena={} layers={} outputs={OUTPUTS}",
-        model.arena_len(),
-        model.layers()
-    )
-    .map_err(drop)?;
+    out.s("fw board=");
+    out.s(BOARD);
+    out.kv(" clock_hz=", CLOCK_HZ as i32);
+    out.kv(" digits=", DIGIT_COUNT as i32);
+    out.kv(" arena=", model.arena_len() as i32);
+    out.kv(" layers=", model.layers() as i32);
+    out.kv(" outputs=", OUTPUTS as i32);
+    out.s("\n");
 
     let mut checksum: u32 = 0x811C_9DC5;
     let mut correct = 0usize;
@@ -85,10 +78,10 @@ fn run() -> Result<(), ()> {
     let mut stack_used = 0usize;
     for (i, record) in DIGITS.chunks_exact(1 + INPUT_LEN).enumerate() {
         let (label, pixels) = (record[0], &record[1..]);
-        if let Err(e) = model.quantize_input(pixels, model.input_slot(arena).map_err(drop)?) {
-            let _ = writeln!(out, "error: {e}");
-            return Err(());
-        }
+        let slot = model.input_slot(arena).map_err(|e| out.error(e))?;
+        model
+            .quantize_input(pixels, slot)
+            .map_err(|e| out.error(e))?;
         let first = i == 0;
         if first {
             paint_stack();
@@ -112,30 +105,93 @@ fn run() -> Result<(), ()> {
             bench_stop();
             stack_used = stack_high_water();
         }
-        let y = match result {
-            Ok(y) => y,
-            Err(e) => {
-                let _ = writeln!(out, "error: {e}");
-                return Err(());
-            }
-        };
+        let y = result.map_err(|e| out.error(e))?;
         let pred = argmax(y);
         correct += usize::from(pred == label as usize);
-        write!(out, "digit {i} label {label} pred {pred} ticks {ticks} out").map_err(drop)?;
+        out.kv("digit ", i as i32);
+        out.kv(" label ", label as i32);
+        out.kv(" pred ", pred as i32);
+        out.kv(" ticks ", ticks as i32);
+        out.s(" out");
         for &v in y {
             checksum = (checksum ^ v as u8 as u32).wrapping_mul(0x0100_0193);
-            write!(out, " {v}").map_err(drop)?;
+            out.kv(" ", v as i32);
         }
-        writeln!(out).map_err(drop)?;
+        out.s("\n");
     }
-    for (i, t) in layer_ticks.iter().take(model.layers() as usize).enumerate() {
-        writeln!(out, "layer {i} ticks {t}").map_err(drop)?;
+    for (i, &t) in layer_ticks.iter().take(model.layers() as usize).enumerate() {
+        out.kv("layer ", i as i32);
+        out.kv(" ticks ", t as i32);
+        out.s("\n");
     }
-    writeln!(out, "correct {correct}/{DIGIT_COUNT}").map_err(drop)?;
-    writeln!(out, "checksum 0x{checksum:08x}").map_err(drop)?;
-    writeln!(out, "stack_hwm {stack_used}").map_err(drop)?;
-    writeln!(out, "done").map_err(drop)?;
+    out.kv("correct ", correct as i32);
+    out.kv("/", DIGIT_COUNT as i32);
+    out.s("\nchecksum 0x");
+    out.hex(checksum);
+    out.kv("\nstack_hwm ", stack_used as i32);
+    out.s("\ndone\n");
     Ok(())
+}
+
+/// Semihosting output without `core::fmt` (which would cost kilobytes of flash): strings,
+/// decimal integers and one hex word are all the report needs.
+struct Out(hio::HostStream);
+
+impl Out {
+    fn s(&mut self, s: &str) {
+        let _ = self.0.write_all(s.as_bytes());
+    }
+    /// `key` then `v` in decimal.
+    fn kv(&mut self, key: &str, v: i32) {
+        self.s(key);
+        let mut buf = [0u8; 11];
+        let mut at = buf.len();
+        let mut n = v.unsigned_abs();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if v < 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        let _ = self.0.write_all(&buf[at..]);
+    }
+    fn hex(&mut self, v: u32) {
+        let mut buf = [0u8; 8];
+        for (i, b) in buf.iter_mut().enumerate() {
+            let d = (v >> (28 - 4 * i)) & 0xF;
+            *b = if d < 10 {
+                b'0' + d as u8
+            } else {
+                b'a' + d as u8 - 10
+            };
+        }
+        let _ = self.0.write_all(&buf);
+    }
+    /// Reports a model error (the host reads the line and fails the run).
+    fn error(&mut self, e: Error) {
+        self.s("error: ");
+        self.s(match e {
+            Error::NotAModel => "not a device model",
+            Error::Version { .. } => {
+                "device model format version: regenerate it with `export quantize`"
+            }
+            Error::Length { .. } => "truncated or padded model",
+            Error::Crc { .. } => "CRC mismatch: the model is corrupt",
+            Error::Misaligned => "model bytes not 4-byte aligned",
+            Error::Header(what) => what,
+            Error::Layer { what, .. } => what,
+            Error::ArenaTooSmall { .. } => "arena too small",
+            Error::InputLength { .. } => "input length",
+            _ => "model error",
+        });
+        self.s("\n");
+    }
 }
 
 /// SysTick's current value (it counts down), read where it stands in program order: the
@@ -184,8 +240,8 @@ fn stack_high_water() -> usize {
 
 #[exception]
 unsafe fn HardFault(_frame: &ExceptionFrame) -> ! {
-    if let Ok(mut out) = hio::hstdout() {
-        let _ = writeln!(out, "error: hard fault");
+    if let Ok(out) = hio::hstdout() {
+        Out(out).s("error: hard fault\n");
     }
     debug::exit(debug::EXIT_FAILURE);
     loop {
@@ -194,9 +250,10 @@ unsafe fn HardFault(_frame: &ExceptionFrame) -> ! {
 }
 
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    if let Ok(mut out) = hio::hstdout() {
-        let _ = writeln!(out, "error: panic: {info}");
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // No message formatting: it would pull core::fmt into the image.
+    if let Ok(out) = hio::hstdout() {
+        Out(out).s("error: panic\n");
     }
     debug::exit(debug::EXIT_FAILURE);
     loop {
