@@ -86,6 +86,9 @@ pub struct Config {
     pub plugin: Option<PathBuf>,
     /// Longest QEMU may run.
     pub timeout: Duration,
+    /// Build the firmware with its kernel self-test (random cases, optimized vs reference
+    /// kernels on the target itself).
+    pub selftest: bool,
 }
 
 impl Config {
@@ -105,6 +108,7 @@ impl Config {
             qemu: PathBuf::from("qemu-system-arm"),
             plugin: None,
             timeout: Duration::from_secs(120),
+            selftest: false,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct FirmwareRun {
     pub stack_hwm: u64,
     /// Exact instructions of the first inference (plugin only).
     pub exact_insns: Option<u64>,
+    /// Kernel self-test cases that passed (`selftest` builds).
+    pub selftest_cases: Option<u64>,
 }
 
 /// Parses the firmware's semihosting output (see `firmware/src/main.rs`).
@@ -178,6 +184,7 @@ pub fn parse_output(text: &str) -> Result<FirmwareRun> {
                     .with_context(|| format!("firmware line {line:?}: bad checksum"))?;
             }
             Some("stack_hwm") => run.stack_hwm = num(1)?,
+            Some("selftest") if f.get(2) == Some(&"ok") => run.selftest_cases = Some(num(1)?),
             Some("done") => done = true,
             _ => {
                 if let Some(n) = line
@@ -264,10 +271,15 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&cfg.target_dir)?;
     let lock = std::fs::File::create(cfg.target_dir.join("lenet-firmware.lock"))?;
     lock.lock()?;
+    let features = if cfg.selftest {
+        format!("{},selftest", cfg.board.name)
+    } else {
+        cfg.board.name.to_string()
+    };
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--target"])
         .arg(cfg.board.target)
-        .args(["--features", cfg.board.name, "--manifest-path"])
+        .args(["--features", &features, "--manifest-path"])
         .arg(cfg.firmware_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &cfg.target_dir)
         .env("LENET_FW_MODEL", &model)
@@ -441,6 +453,12 @@ impl Report {
             .iter()
             .filter(|d| d.pred == d.label as usize)
             .count();
+        if let Some(cases) = self.run.selftest_cases {
+            let _ = writeln!(
+                s,
+                "kernel self-test on the board: {cases} random conv+pool and dense cases bit-exact with the reference kernels"
+            );
+        }
         let _ = writeln!(
             s,
             "int8 outputs identical to device-infer on the host: {}/{} digits (checksum 0x{:08x}); correct {correct}/{n}",

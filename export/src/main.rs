@@ -89,6 +89,10 @@ enum Command {
         /// The firmware crate (default: the one in this repository).
         #[arg(long)]
         firmware: Option<PathBuf>,
+        /// Also run the kernel self-test on the board (random shapes, optimized vs reference
+        /// kernels, bit for bit).
+        #[arg(long)]
+        selftest: bool,
     },
     /// Golden sets: expected outputs of one model on fixed inputs, for every target.
     Golden {
@@ -158,6 +162,7 @@ fn run() -> Result<bool> {
             qemu,
             plugin,
             firmware,
+            selftest,
         } => {
             use export::deploy;
             use host_train::data::{self, DatasetKind};
@@ -172,6 +177,7 @@ fn run() -> Result<bool> {
                 .collect();
             let mut cfg = deploy::Config::new(model, board, digits);
             cfg.qemu = qemu;
+            cfg.selftest = selftest;
             cfg.plugin =
                 plugin.or_else(|| std::env::var_os("LENET_INSNCOUNT_PLUGIN").map(PathBuf::from));
             if let Some(f) = firmware {

@@ -13,6 +13,9 @@ use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
 use device_infer::{Error, Model, argmax};
 
+#[cfg(feature = "selftest")]
+mod selftest;
+
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
@@ -59,6 +62,19 @@ fn run() -> Result<(), ()> {
     cp.SYST.set_reload(0x00FF_FFFF);
     cp.SYST.clear_current();
     cp.SYST.enable_counter();
+
+    #[cfg(feature = "selftest")]
+    {
+        const CASES: u32 = 300;
+        let buffers = cortex_m::singleton!(: selftest::Buffers = selftest::BUFFERS).ok_or(())?;
+        if let Err(case) = selftest::run(buffers, CASES) {
+            out.kv("error: selftest case ", case as i32);
+            out.s(" differs from the reference kernels\n");
+            return Err(());
+        }
+        out.kv("selftest ", CASES as i32);
+        out.s(" ok\n");
+    }
 
     let model = Model::from_bytes(MODEL).map_err(|e| out.error(e))?;
     let arena: &'static mut [i8; ARENA_LEN] =

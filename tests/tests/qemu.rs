@@ -103,3 +103,26 @@ fn deploy_rejects_a_corrupt_model_before_building() {
     let e = format!("{:#}", deploy::find_board("esp32").unwrap_err());
     assert!(e.contains("mps2-an386") && e.contains("microbit"), "{e}");
 }
+
+#[test]
+fn kernels_match_their_references_on_random_cases_on_the_boards() {
+    // The smlad paths of the Cortex-M4 (and the portable ones on the M0) against the reference
+    // kernels, on the target: random shapes, paddings, offsets, tables and pools.
+    let dir = tempfile::tempdir().unwrap();
+    let model = quantized_fixture(dir.path());
+    for board in ["mps2-an386", "microbit"] {
+        let mut cfg = deploy::Config::new(
+            model.clone(),
+            deploy::find_board(board).unwrap(),
+            test_digits(2, 0),
+        );
+        cfg.selftest = true;
+        let r = deploy::deploy(&cfg).unwrap_or_else(|e| panic!("{board}: {e:#}"));
+        assert_eq!(r.run.selftest_cases, Some(300), "{board}");
+        assert!(r.bit_exact(), "{board}");
+        assert!(
+            r.text().contains("kernel self-test on the board: 300"),
+            "{board}"
+        );
+    }
+}

@@ -202,24 +202,49 @@ pub fn conv2d_pool2x2_s8_patch(
     out_dims: Dims,
     output: &mut [i8],
 ) {
+    // Whole words for the `smlad` path; elsewhere no padding.
+    patch_impl::<{ cfg!(arm_dsp) }>(
+        p,
+        q,
+        in_dims,
+        input,
+        filter_dims,
+        filter,
+        bias,
+        lut,
+        pool,
+        out_dims,
+        output,
+    )
+}
+
+/// [`conv2d_pool2x2_s8_patch`]; `PADDED` rounds the filter volume up to whole words (PATCH is
+/// a multiple of 4), as the Armv7E-M path needs. Both settings are tested on the host.
+#[allow(clippy::too_many_arguments)]
+fn patch_impl<const PADDED: bool>(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
     let (kw, c) = (filter_dims.w, in_dims.c);
     let kvol = filter_dims.len().min(PATCH);
-    // Whole words for the `smlad` path (PATCH is a multiple of 4); elsewhere no padding.
-    let kvol_padded = if cfg!(arm_dsp) {
+    let kvol_padded = if PADDED {
         kvol.next_multiple_of(4)
     } else {
         kvol
     };
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
-    // The last filter, zero-padded to `kvol_padded` (nothing follows it to read past).
-    let mut last_row = [0i8; PATCH];
-    if let Some(last) = filter
-        .len()
-        .checked_sub(kvol)
-        .and_then(|at| filter.get(at..))
-    {
-        last_row[..kvol].copy_from_slice(&last[..kvol]);
-    }
+    // A filter with too little after it to read `kvol_padded` values (the last ones) is read
+    // from a zero-padded copy.
+    let mut row_buf = [0i8; PATCH];
     let mut patches: Patches = [[pad; PATCH]; 4];
     let max_once = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
@@ -278,11 +303,13 @@ pub fn conv2d_pool2x2_s8_patch(
             for (oc, o) in out.iter_mut().enumerate() {
                 let mut acc = [bias[oc]; 4];
                 // Past `kvol` the patches hold the zero point (x + offset = 0), so reading the
-                // next filter's first weights there adds nothing; the last filter has nothing
-                // after it and is read from its padded copy.
+                // next filter's first weights there adds nothing.
                 let row = match filter.get(oc * kvol..oc * kvol + kvol_padded) {
                     Some(row) => row,
-                    None => &last_row[..kvol_padded],
+                    None => {
+                        row_buf[..kvol].copy_from_slice(&filter[oc * kvol..][..kvol]);
+                        &row_buf[..kvol_padded]
+                    }
                 };
                 dot_x4(&patches, row, p.input_offset, &mut acc);
                 *o = if max_once {
@@ -371,6 +398,9 @@ mod tests {
             conv2d_pool2x2_s8_per_channel(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut per_channel);
             let mut patched = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8_patch(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut patched);
+            // The whole-word layout of the Armv7E-M path, here with the portable dot.
+            let mut padded = vec![0i8; out_dims.len()];
+            patch_impl::<true>(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut padded);
 
             let mut conv = vec![0i8; conv_dims.len()];
             reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
@@ -381,6 +411,7 @@ mod tests {
             prop_assert_eq!(&fused, &unfused);
             prop_assert_eq!(&per_channel, &unfused);
             prop_assert_eq!(&patched, &unfused);
+            prop_assert_eq!(&padded, &unfused);
         }
     }
 }
