@@ -236,15 +236,23 @@ fn patch_impl<const PADDED: bool>(
 ) {
     let (kw, c) = (filter_dims.w, in_dims.c);
     let kvol = filter_dims.len().min(PATCH);
-    let kvol_padded = if PADDED {
+    // Padding reads up to 3 values past a filter's end, inside the next filter when
+    // `kvol >= 2`; only the last filter then lacks them and is read from a padded copy.
+    let kvol_padded = if PADDED && kvol >= 2 {
         kvol.next_multiple_of(4)
     } else {
         kvol
     };
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
-    // A filter with too little after it to read `kvol_padded` values (the last ones) is read
-    // from a zero-padded copy.
-    let mut row_buf = [0i8; PATCH];
+    // The last filter, zero-padded to `kvol_padded` (nothing follows it to read past).
+    let mut last_row = [0i8; PATCH];
+    if let Some(last) = filter
+        .len()
+        .checked_sub(kvol)
+        .and_then(|at| filter.get(at..))
+    {
+        last_row[..kvol].copy_from_slice(&last[..kvol]);
+    }
     let mut patches: Patches = [[pad; PATCH]; 4];
     let max_once = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
@@ -303,13 +311,11 @@ fn patch_impl<const PADDED: bool>(
             for (oc, o) in out.iter_mut().enumerate() {
                 let mut acc = [bias[oc]; 4];
                 // Past `kvol` the patches hold the zero point (x + offset = 0), so reading the
-                // next filter's first weights there adds nothing.
+                // next filter's first weights there adds nothing. Only the last filter can
+                // fall short (see `kvol_padded`).
                 let row = match filter.get(oc * kvol..oc * kvol + kvol_padded) {
                     Some(row) => row,
-                    None => {
-                        row_buf[..kvol].copy_from_slice(&filter[oc * kvol..][..kvol]);
-                        &row_buf[..kvol_padded]
-                    }
+                    None => &last_row[..kvol_padded],
                 };
                 dot_x4(&patches, row, p.input_offset, &mut acc);
                 *o = if max_once {
