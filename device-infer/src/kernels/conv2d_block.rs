@@ -8,7 +8,7 @@
 //! convolution outputs those kernels would produce.
 
 use super::conv2d::clip;
-use super::dot::{Patches, dot_x4};
+use super::dot::{Patches, dot_x4, dot_x4_words};
 use super::{ConvParams, Dims, PerChannelQuant};
 use crate::quant::requantize;
 
@@ -243,6 +243,8 @@ fn patch_impl<const PADDED: bool>(
     } else {
         kvol
     };
+    // Every row a whole number of words: the dot needs no tail.
+    let words_only = PADDED && kvol_padded.is_multiple_of(4);
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
     // The last filter, zero-padded to `kvol_padded` (nothing follows it to read past).
     let mut last_row = [0i8; PATCH];
@@ -317,7 +319,11 @@ fn patch_impl<const PADDED: bool>(
                     Some(row) => row,
                     None => &last_row[..kvol_padded],
                 };
-                dot_x4(&patches, row, p.input_offset, &mut acc);
+                if words_only {
+                    dot_x4_words(&patches, row, p.input_offset, &mut acc);
+                } else {
+                    dot_x4(&patches, row, p.input_offset, &mut acc);
+                }
                 *o = if max_once {
                     finish(p, q, lut, oc, acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
                 } else {

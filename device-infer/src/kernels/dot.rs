@@ -40,6 +40,17 @@ pub(crate) fn dot_x4(patches: &Patches, w: &[i8], offset: i32, acc: &mut [i32; 4
     }
 }
 
+/// [`dot_x4`] for a whole number of words (`w.len()` a multiple of 4, the padded layout):
+/// on Armv7E-M the `smlad` loop alone, with no tail to finish.
+#[inline(always)]
+pub(crate) fn dot_x4_words(patches: &Patches, w: &[i8], offset: i32, acc: &mut [i32; 4]) {
+    debug_assert!(w.len().is_multiple_of(4));
+    #[cfg(arm_dsp)]
+    dsp::dot_x4(patches, w, offset, acc);
+    #[cfg(not(arm_dsp))]
+    dot_x4(patches, w, offset, acc);
+}
+
 /// `(sum_i (x[i] + offset) * w0[i], sum_i (x[i] + offset) * w1[i])`; `w0` and `w1` are as
 /// long as `x`.
 #[inline]
