@@ -77,9 +77,9 @@ mod dsp {
     use super::{PATCH, Patches};
     use core::arch::asm;
 
-    // SAFETY (all four): each `asm!` is one Armv7E-M DSP data-processing instruction on
-    // registers only: it reads its register inputs, writes one output register, touches no
-    // memory, no stack and no flags (`smlad` may set the sticky Q flag, which nothing here or
+    // SAFETY (the five helpers below): each `asm!` is one Armv7E-M DSP data-processing
+    // instruction on registers only: it reads its register inputs, writes one output register,
+    // touches no memory, no stack and no flags (`smlad` may set the sticky Q flag, which nothing here or
     // in Rust reads, so `preserves_flags` is not claimed for it). These instructions exist on
     // every target that sets `arm_dsp` (build.rs).
 
