@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
-// No unsafe code except the Armv7E-M `smlad` instructions in `kernels::dot` (each `asm!`
-// block carries its soundness argument).
+// No unsafe code except the Armv7E-M `smlad` loops in `kernels::dot` and `kernels::conv2d_c1`
+// (each `asm!` block carries its soundness argument).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 // No panicking shortcuts in the device path (tests may use them).

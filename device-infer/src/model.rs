@@ -557,6 +557,17 @@ impl<'a> Model<'a> {
         arena: &'b mut [i8],
         mut trace: impl FnMut(u16, &[i8]),
     ) -> Result<&'b [i8], Error> {
+        self.run_dyn(arena, &mut trace)
+    }
+
+    /// The body of [`run_in_place`](Self::run_in_place), not generic: compiled once, in this
+    /// crate (with its optimisation settings), in a frame of its own.
+    #[cfg_attr(arm_dsp, inline(never))]
+    fn run_dyn<'b>(
+        &self,
+        arena: &'b mut [i8],
+        trace: &mut dyn FnMut(u16, &[i8]),
+    ) -> Result<&'b [i8], Error> {
         if arena.len() < self.arena_len {
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_len as u32,

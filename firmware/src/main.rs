@@ -76,7 +76,7 @@ fn run() -> Result<(), ()> {
         out.s(" ok\n");
     }
 
-    let model = Model::from_bytes(MODEL).map_err(|e| out.error(e))?;
+    let model = load().map_err(|e| out.error(e))?;
     let arena: &'static mut [i8; ARENA_LEN] =
         cortex_m::singleton!(: [i8; ARENA_LEN] = [0; ARENA_LEN]).ok_or(())?;
     out.s("fw board=");
@@ -208,6 +208,13 @@ impl Out {
         });
         self.s("\n");
     }
+}
+
+/// Parses and validates the embedded model, in its own frame (the validation's temporaries do
+/// not stay on the stack during inference).
+#[inline(never)]
+fn load() -> Result<Model<'static>, Error> {
+    Model::from_bytes(MODEL)
 }
 
 /// SysTick's current value (it counts down), read where it stands in program order: the

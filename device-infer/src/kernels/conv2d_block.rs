@@ -149,8 +149,23 @@ pub fn conv2d_pool2x2_s8(
     out_dims: Dims,
     output: &mut [i8],
 ) {
+    // One input channel: the strip variant, where it pays (two MACs per `smlad`).
+    if cfg!(arm_dsp) && super::conv2d_c1::c1_fits(p, in_dims, filter_dims, out_dims) {
+        super::conv2d_c1::conv2d_pool2x2_s8_c1(
+            p,
+            q,
+            in_dims,
+            input,
+            filter_dims,
+            filter,
+            bias,
+            lut,
+            pool,
+            out_dims,
+            output,
+        )
     // The patch path pads with the input zero point (`-input_offset`), which must be an int8.
-    if filter_dims.len() <= PATCH && (-128..=127).contains(&-p.input_offset) {
+    } else if filter_dims.len() <= PATCH && (-128..=127).contains(&-p.input_offset) {
         conv2d_pool2x2_s8_patch(
             p,
             q,
@@ -221,6 +236,9 @@ pub fn conv2d_pool2x2_s8_patch(
 /// [`conv2d_pool2x2_s8_patch`]; `PADDED` rounds the filter volume up to whole words (PATCH is
 /// a multiple of 4), as the Armv7E-M path needs. Both settings are tested on the host.
 #[allow(clippy::too_many_arguments)]
+// Its own frame on Armv7E-M: the patches must not add to the one-channel variant's stack
+// (elsewhere that variant is not used and inlining keeps the stack smaller).
+#[cfg_attr(arm_dsp, inline(never))]
 fn patch_impl<const PADDED: bool>(
     p: &ConvParams,
     q: &PerChannelQuant,
@@ -246,15 +264,6 @@ fn patch_impl<const PADDED: bool>(
     // Every row a whole number of words: the dot needs no tail.
     let words_only = PADDED && kvol_padded.is_multiple_of(4);
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
-    // The last filter, zero-padded to `kvol_padded` (nothing follows it to read past).
-    let mut last_row = [0i8; PATCH];
-    if let Some(last) = filter
-        .len()
-        .checked_sub(kvol)
-        .and_then(|at| filter.get(at..))
-    {
-        last_row[..kvol].copy_from_slice(&last[..kvol]);
-    }
     let mut patches: Patches = [[pad; PATCH]; 4];
     let max_once = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
@@ -314,15 +323,19 @@ fn patch_impl<const PADDED: bool>(
                 let mut acc = [bias[oc]; 4];
                 // Past `kvol` the patches hold the zero point (x + offset = 0), so reading the
                 // next filter's first weights there adds nothing. Only the last filter can
-                // fall short (see `kvol_padded`).
-                let row = match filter.get(oc * kvol..oc * kvol + kvol_padded) {
-                    Some(row) => row,
-                    None => &last_row[..kvol_padded],
-                };
-                if words_only {
-                    dot_x4_words(&patches, row, p.input_offset, &mut acc);
-                } else {
-                    dot_x4(&patches, row, p.input_offset, &mut acc);
+                // fall short (see `kvol_padded`): it is read at its own length, the tail by
+                // the portable code.
+                match filter.get(oc * kvol..oc * kvol + kvol_padded) {
+                    Some(row) if words_only => {
+                        dot_x4_words(&patches, row, p.input_offset, &mut acc)
+                    }
+                    Some(row) => dot_x4(&patches, row, p.input_offset, &mut acc),
+                    None => dot_x4(
+                        &patches,
+                        &filter[oc * kvol..][..kvol],
+                        p.input_offset,
+                        &mut acc,
+                    ),
                 }
                 *o = if max_once {
                     finish(p, q, lut, oc, acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
@@ -423,6 +436,11 @@ mod tests {
             prop_assert_eq!(&fused, &unfused);
             prop_assert_eq!(&per_channel, &unfused);
             prop_assert_eq!(&patched, &unfused);
+            if crate::kernels::conv2d_c1::c1_fits(&p, in_dims, fd, out_dims) {
+                let mut strip = vec![0i8; out_dims.len()];
+                crate::kernels::conv2d_c1::conv2d_pool2x2_s8_c1(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut strip);
+                prop_assert_eq!(&strip, &unfused);
+            }
             prop_assert_eq!(&padded, &unfused);
         }
     }

@@ -15,6 +15,7 @@
 
 pub mod conv2d;
 pub mod conv2d_block;
+pub mod conv2d_c1;
 pub mod dense;
 mod dot;
 pub mod pool;

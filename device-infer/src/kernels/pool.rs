@@ -64,6 +64,8 @@ pub fn maxpool2d_s8(
 }
 
 /// Average pooling over the valid (unpadded) values, rounded half away from zero.
+// Its own frame: the running sums stay off the convolution kernels' stack.
+#[inline(never)]
 pub fn avgpool2d_s8(
     p: &PoolParams,
     in_dims: Dims,

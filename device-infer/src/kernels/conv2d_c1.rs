@@ -1,0 +1,227 @@
+//! `conv2d_pool2x2_s8_c1`: the [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) case of one
+//! input channel at stride 1 (the first layer of a grayscale network: LeNet's 5x5 on 28x28).
+//!
+//! With one channel a kernel row is only `kw` values, so gathering int8 patches and widening
+//! them per window costs as much as the arithmetic. Instead, for each row of pooled outputs the
+//! `kh + 1` input rows it needs are widened once into a 16-bit strip (`x + input_offset`, 0 in
+//! the padding), and for each output channel its filter rows are packed into 16-bit pairs
+//! `(w[2j], w[2j + 1])` (0 past the row). A window's kernel row is then `ceil(kw / 2)` pairs
+//! read straight from the strip, one `smlad` each on Armv7E-M (portable code elsewhere, the
+//! same integer sums), and the four windows of a pooled output share every weight pair.
+
+use super::{ConvParams, Dims, PerChannelQuant, Pool2x2};
+use crate::quant::requantize;
+
+/// Largest kernel side.
+pub const C1_MAX_K: usize = 5;
+/// Most output channels.
+pub const C1_MAX_OC: usize = 8;
+/// Strip width (16-bit values): `2 * pooled width + 6` must fit (the Armv7E-M loop reads three
+/// pairs per kernel row whatever `kw`, against zero weights past the row).
+pub const C1_STRIP_W: usize = 40;
+const MAX_PAIRS: usize = C1_MAX_K.div_ceil(2);
+
+/// Whether [`conv2d_pool2x2_s8_c1`] handles this layer.
+pub fn c1_fits(p: &ConvParams, in_dims: Dims, filter_dims: Dims, out_dims: Dims) -> bool {
+    in_dims.c == 1
+        && p.stride == [1, 1]
+        && (1..=C1_MAX_K).contains(&filter_dims.h)
+        && (1..=C1_MAX_K).contains(&filter_dims.w)
+        && out_dims.c <= C1_MAX_OC
+        && 2 * out_dims.w + 2 * MAX_PAIRS <= C1_STRIP_W
+}
+
+/// One-channel convolution + optional table + 2x2/2 pooling (see the module docs); the
+/// arguments are those of [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) and must satisfy
+/// [`c1_fits`]. Bit-exact with it.
+#[allow(clippy::too_many_arguments)]
+// Its own frame: the strip and the weight pairs must not add to the patch variant's stack.
+#[inline(never)]
+pub fn conv2d_pool2x2_s8_c1(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (kh, kw) = (filter_dims.h.min(C1_MAX_K), filter_dims.w.min(C1_MAX_K));
+    let pairs = kw.div_ceil(2);
+    let n_oc = out_dims.c.min(C1_MAX_OC).min(bias.len());
+    let max_once = pool == Pool2x2::Max && lut.is_none();
+    let used_w = (2 * out_dims.w + 2 * MAX_PAIRS).min(C1_STRIP_W);
+    let mut strip = [[0i16; C1_STRIP_W]; C1_MAX_K + 1];
+    for py in 0..out_dims.h {
+        // Input rows 2 py - pad + r, r = 0..=kh, columns c - pad; 0 outside (the zero point
+        // plus the offset).
+        let iy0 = (2 * py) as isize - p.padding[0] as isize;
+        for (r, row) in strip.iter_mut().enumerate().take(kh + 1) {
+            let iy = iy0 + r as isize;
+            let src = (iy >= 0 && (iy as usize) < in_dims.h)
+                .then(|| &input[iy as usize * in_dims.w..][..in_dims.w]);
+            for (col, v) in row.iter_mut().enumerate().take(used_w) {
+                let ix = col as isize - p.padding[1] as isize;
+                *v = match src {
+                    Some(s) if ix >= 0 && (ix as usize) < in_dims.w => {
+                        (s[ix as usize] as i32 + p.input_offset) as i16
+                    }
+                    _ => 0,
+                };
+            }
+        }
+        for oc in 0..n_oc {
+            // Filter `oc`'s rows as 16-bit pairs (packed once per pooled row and channel).
+            let mut wt = [[0u32; MAX_PAIRS]; C1_MAX_K];
+            for (ky, row) in wt.iter_mut().enumerate().take(kh) {
+                let f = &filter[(oc * kh + ky) * kw..][..kw];
+                for (j, w) in row.iter_mut().enumerate().take(pairs) {
+                    let lo = f[2 * j] as i16 as u16 as u32;
+                    let hi = f.get(2 * j + 1).map_or(0, |&v| v as i16 as u16 as u32);
+                    *w = lo | (hi << 16);
+                }
+            }
+            let (m, sh) = (q.multiplier[oc], q.shift[oc] as i32);
+            let fin = |a: i32| {
+                let v = p.act.apply(requantize(a, m, sh) + p.output_offset);
+                match lut {
+                    Some(t) => t[(v as i32 + 128) as usize] as i32,
+                    None => v as i32,
+                }
+            };
+            for px in 0..out_dims.w {
+                let c0 = 2 * px;
+                let mut acc = [bias[oc]; 4];
+                #[cfg(arm_dsp)]
+                dsp::rows(&wt, &strip, c0, kh, &mut acc);
+                #[cfg(not(arm_dsp))]
+                for (ky, w) in wt.iter().enumerate().take(kh) {
+                    let (r0, r1) = (&strip[ky], &strip[ky + 1]);
+                    for (j, &wp) in w.iter().enumerate().take(pairs) {
+                        let c = c0 + 2 * j;
+                        acc[0] = smlad(pair_at(r0, c), wp, acc[0]);
+                        acc[1] = smlad(pair_at(r0, c + 1), wp, acc[1]);
+                        acc[2] = smlad(pair_at(r1, c), wp, acc[2]);
+                        acc[3] = smlad(pair_at(r1, c + 1), wp, acc[3]);
+                    }
+                }
+                let v = if max_once {
+                    // Requantization never decreases: the max of the accumulators suffices.
+                    fin(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
+                } else {
+                    let v = acc.map(fin);
+                    match pool {
+                        Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
+                        Pool2x2::Avg => {
+                            let s = v[0] + v[1] + v[2] + v[3];
+                            if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }
+                        }
+                    }
+                };
+                output[(py * out_dims.w + px) * out_dims.c + oc] = v as i8;
+            }
+        }
+    }
+}
+
+/// `acc + a.lo * b.lo + a.hi * b.hi` over signed 16-bit lanes (what `smlad` computes).
+#[cfg(not(arm_dsp))]
+#[inline(always)]
+fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let lo = |v: u32| v as u16 as i16 as i32;
+    let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+    acc + lo(a) * lo(b) + hi(a) * hi(b)
+}
+
+/// Values `c` and `c + 1` of `row` as one word (`c` in the low half).
+#[cfg(not(arm_dsp))]
+#[inline(always)]
+fn pair_at(row: &[i16], c: usize) -> u32 {
+    (row[c] as u16 as u32) | ((row[c + 1] as u16 as u32) << 16)
+}
+
+/// The Armv7E-M loop over the kernel rows of one filter.
+#[cfg(arm_dsp)]
+#[allow(unsafe_code)]
+mod dsp {
+    use super::{C1_MAX_K, C1_STRIP_W, MAX_PAIRS};
+    use core::arch::asm;
+
+    /// `acc[w] += sum over rows ky < kh and pairs j < 3 of smlad(window pair, weight pair)`
+    /// for the four windows (dy, dx) at strip column `c0 + dx`, row `ky + dy`: 27
+    /// instructions per kernel row for 4 windows x 6 MACs (zero weights past the row).
+    #[inline(always)]
+    pub(super) fn rows(
+        wt: &[[u32; MAX_PAIRS]; C1_MAX_K],
+        strip: &[[i16; C1_STRIP_W]; C1_MAX_K + 1],
+        c0: usize,
+        kh: usize,
+        acc: &mut [i32; 4],
+    ) {
+        const _: () = assert!(
+            MAX_PAIRS == 3 && C1_STRIP_W == 40,
+            "the loop reads 3 pairs per row and steps rows by 80 bytes"
+        );
+        let kh = kh.min(C1_MAX_K);
+        if kh == 0 || c0 + 2 * MAX_PAIRS >= C1_STRIP_W {
+            return;
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = *acc;
+        let xp = strip[0][c0..].as_ptr();
+        // SAFETY: reads `kh * 3` words of `wt` (kh <= C1_MAX_K rows of 3) and, for each row
+        // ky < kh, the words at byte offsets 0..=10 and 80..=90 from `&strip[ky][c0]`: columns
+        // c0..=c0 + 6 of rows ky and ky + 1 <= C1_MAX_K, inside the strip because
+        // c0 + 6 < C1_STRIP_W (checked above). Word loads at 2-byte alignment are allowed on
+        // Armv7-M for normal memory. Writes only its register operands and the flags.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #2]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #80]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #82]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}, #4]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #6]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #84]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #86]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}, #8]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #10]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #88]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #90]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "adds {xp}, #80",
+                "subs {n}, #1",
+                "bne 2b",
+                wp = inout(reg) wt.as_ptr() => _,
+                xp = inout(reg) xp => _,
+                n = inout(reg) kh => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                w = out(reg) _,
+                x = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        *acc = [a0, a1, a2, a3];
+    }
+}
