@@ -51,6 +51,8 @@ pub fn conv2d_pool2x2_s8_c1(
     output: &mut [i8],
 ) {
     let (kh, kw) = (filter_dims.h.min(C1_MAX_K), filter_dims.w.min(C1_MAX_K));
+    // Pairs per kernel row (the Armv7E-M loop always reads MAX_PAIRS, zero weights past it).
+    #[cfg(not(arm_dsp))]
     let pairs = kw.div_ceil(2);
     let n_oc = out_dims.c.min(C1_MAX_OC).min(bias.len());
     let max_once = pool == Pool2x2::Max && lut.is_none();
@@ -60,28 +62,33 @@ pub fn conv2d_pool2x2_s8_c1(
         // Input rows 2 py - pad + r, r = 0..=kh, columns c - pad; 0 outside (the zero point
         // plus the offset).
         let iy0 = (2 * py) as isize - p.padding[0] as isize;
+        let left = p.padding[1].min(used_w);
         for (r, row) in strip.iter_mut().enumerate().take(kh + 1) {
+            let row = &mut row[..used_w];
             let iy = iy0 + r as isize;
-            let src = (iy >= 0 && (iy as usize) < in_dims.h)
-                .then(|| &input[iy as usize * in_dims.w..][..in_dims.w]);
-            for (col, v) in row.iter_mut().enumerate().take(used_w) {
-                let ix = col as isize - p.padding[1] as isize;
-                *v = match src {
-                    Some(s) if ix >= 0 && (ix as usize) < in_dims.w => {
-                        (s[ix as usize] as i32 + p.input_offset) as i16
-                    }
-                    _ => 0,
-                };
+            if iy < 0 || iy as usize >= in_dims.h {
+                row.fill(0);
+                continue;
             }
+            // Columns [0, left) and past the input are padding; the rest one run of the row.
+            let src = &input[iy as usize * in_dims.w..][..in_dims.w];
+            let (pad_l, rest) = row.split_at_mut(left);
+            pad_l.fill(0);
+            let n = rest.len().min(src.len());
+            let (body, pad_r) = rest.split_at_mut(n);
+            for (v, &x) in body.iter_mut().zip(&src[..n]) {
+                *v = (x as i32 + p.input_offset) as i16;
+            }
+            pad_r.fill(0);
         }
         for oc in 0..n_oc {
             // Filter `oc`'s rows as 16-bit pairs (packed once per pooled row and channel).
             let mut wt = [[0u32; MAX_PAIRS]; C1_MAX_K];
-            for (ky, row) in wt.iter_mut().enumerate().take(kh) {
-                let f = &filter[(oc * kh + ky) * kw..][..kw];
-                for (j, w) in row.iter_mut().enumerate().take(pairs) {
-                    let lo = f[2 * j] as i16 as u16 as u32;
-                    let hi = f.get(2 * j + 1).map_or(0, |&v| v as i16 as u16 as u32);
+            let rows = filter[oc * kh * kw..][..kh * kw].chunks_exact(kw);
+            for (row, f) in wt.iter_mut().zip(rows) {
+                for (w, two) in row.iter_mut().zip(f.chunks(2)) {
+                    let lo = two[0] as i16 as u16 as u32;
+                    let hi = two.get(1).map_or(0, |&v| v as i16 as u16 as u32);
                     *w = lo | (hi << 16);
                 }
             }
