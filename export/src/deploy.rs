@@ -308,15 +308,20 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
     Ok(elf)
 }
 
-/// The address of a global function symbol (Thumb bit cleared).
-fn symbol_address(elf: &Path, name: &str) -> Result<u64> {
+/// The addresses of global function symbols (Thumb bit cleared), in the order asked.
+fn symbol_addresses<const N: usize>(elf: &Path, names: [&str; N]) -> Result<[u64; N]> {
     use object::{Object, ObjectSymbol};
     let bytes = std::fs::read(elf)?;
     let file = object::File::parse(&*bytes)?;
-    file.symbols()
-        .find(|s| s.name() == Ok(name))
-        .map(|s| s.address() & !1)
-        .with_context(|| format!("{}: no symbol {name}", elf.display()))
+    let mut out = [0u64; N];
+    for (addr, name) in out.iter_mut().zip(names) {
+        *addr = file
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address() & !1)
+            .with_context(|| format!("{}: no symbol {name}", elf.display()))?;
+    }
+    Ok(out)
 }
 
 /// Runs the firmware under QEMU and parses its report; fails on a non-zero exit or timeout.
@@ -327,8 +332,7 @@ pub fn run_qemu(cfg: &Config, elf: &Path) -> Result<FirmwareRun> {
         .args(["-semihosting-config", "enable=on,target=native"])
         .args(["-icount", "shift=0"]);
     if let Some(plugin) = &cfg.plugin {
-        let start = symbol_address(elf, "bench_start")?;
-        let stop = symbol_address(elf, "bench_stop")?;
+        let [start, stop] = symbol_addresses(elf, ["bench_start", "bench_stop"])?;
         cmd.arg("-plugin")
             .arg(format!(
                 "{},start={start:#x},stop={stop:#x}",
@@ -539,6 +543,25 @@ impl Report {
     }
 }
 
+/// device-infer's int8 outputs on the host for raw pixels, through the firmware's code path
+/// (quantized into the arena's input slot, then `run_in_place`).
+pub fn host_outputs(m: &Model, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
+    let mut arena = vec![0i8; m.arena_len()];
+    let mut out = Vec::with_capacity(pixels.len());
+    for p in pixels {
+        let slot = m
+            .input_slot(&mut arena)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        m.quantize_input(p, slot)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let y = m
+            .run_in_place(&mut arena, |_, _| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(y.to_vec());
+    }
+    Ok(out)
+}
+
 /// Builds, runs and compares: the whole of `export deploy`.
 pub fn deploy(cfg: &Config) -> Result<Report> {
     let bytes = std::fs::read(&cfg.model)
@@ -555,20 +578,8 @@ pub fn deploy(cfg: &Config) -> Result<Report> {
             d.pixels.len()
         );
     }
-    // The host's answers, through the same code path as the firmware.
-    let mut arena = vec![0i8; m.arena_len()];
-    let mut host_outputs = Vec::with_capacity(cfg.digits.len());
-    for d in &cfg.digits {
-        let slot = m
-            .input_slot(&mut arena)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        m.quantize_input(&d.pixels, slot)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let y = m
-            .run_in_place(&mut arena, |_, _| {})
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        host_outputs.push(y.to_vec());
-    }
+    let pixels: Vec<&[u8]> = cfg.digits.iter().map(|d| &d.pixels[..]).collect();
+    let host_outputs = host_outputs(&m, &pixels)?;
 
     let work = tempfile::tempdir()?;
     let elf = build_firmware(cfg, work.path())?;

@@ -16,6 +16,7 @@ use protos::Message;
 use protos::lenet::{GoldenCase, GoldenSet, Tolerances};
 
 use crate::deploy;
+use host_train::checkpoint::write_atomic;
 
 /// The golden file's name inside a case folder.
 pub const GOLDEN_FILE: &str = "golden.pb";
@@ -80,16 +81,6 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(host_train::data::download::sha256_hex(&bytes))
 }
 
-fn to_f32(pixels: &[u8]) -> Vec<f32> {
-    pixels.iter().map(|&p| p as f32 / 255.0).collect()
-}
-
-fn argmax_f(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
-}
-
 fn as_i8(b: &[u8]) -> Vec<i8> {
     b.iter().map(|&v| v as i8).collect()
 }
@@ -123,20 +114,7 @@ fn host_int8(model_path: &Path, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
     let aligned = device_infer::writer::AlignedBytes::new(&bytes);
     let m = device_infer::Model::from_bytes(aligned.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
-    let mut arena = vec![0i8; m.arena_len()];
-    let mut out = Vec::with_capacity(pixels.len());
-    for p in pixels {
-        let slot = m
-            .input_slot(&mut arena)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        m.quantize_input(p, slot)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let y = m
-            .run_in_place(&mut arena, |_, _| {})
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        out.push(y.to_vec());
-    }
-    Ok(out)
+    deploy::host_outputs(&m, pixels)
 }
 
 /// Options of [`generate`].
@@ -173,7 +151,9 @@ pub fn generate(
     let run_dir = dir.join("run");
     let g = crate::graph::load(&onnx)?;
     let n_cal = opts.calib_images.min(splits.train.len());
-    let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
+    let cal: Vec<Vec<f32>> = (0..n_cal)
+        .map(|i| crate::parity::unit_pixels(splits.train.image(i)))
+        .collect();
     let ranges = crate::quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?;
     let q = crate::quantize::quantize(&g, &ranges)?;
     let device_model = dir.join(DEVICE_MODEL);
@@ -198,7 +178,7 @@ pub fn generate(
             pixels: pixels[i].to_vec(),
             float_logits: logits[i].clone(),
             int8_outputs: int8[i].iter().map(|&v| v as u8).collect(),
-            expected_class: argmax_f(&logits[i]) as u32,
+            expected_class: crate::parity::argmax(&logits[i]) as u32,
         })
         .collect();
     let name = dir
@@ -238,13 +218,6 @@ pub fn generate(
     };
     write_atomic(&dir.join(GOLDEN_FILE), &set.encode_to_vec())?;
     Ok(set)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// Reads `dir/golden.pb` and checks that the model files beside it are the ones it was
@@ -354,9 +327,11 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
                 burn_logits(&dir.join("run"), shape, &pixels)?
             } else {
                 let [h, w, c] = shape;
-                let flat: Vec<f32> = pixels.iter().flat_map(|p| to_f32(p)).collect();
-                let v = crate::parity::tract_logits(&dir.join(ONNX), &flat, &[n, c, h, w])?;
-                v.into_iter().collect()
+                let flat: Vec<f32> = pixels
+                    .iter()
+                    .flat_map(|p| crate::parity::unit_pixels(p))
+                    .collect();
+                crate::parity::tract_logits(&dir.join(ONNX), &flat, &[n, c, h, w])?
             };
             let (mut within, mut max, mut agree) = (0, 0f64, 0);
             for (i, (c, g)) in set.cases.iter().zip(&got).enumerate() {
@@ -374,7 +349,7 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
                         f64::max,
                     );
                 max = max.max(d);
-                let same = argmax_f(g) == c.expected_class as usize;
+                let same = crate::parity::argmax(g) == c.expected_class as usize;
                 agree += usize::from(same);
                 if d <= tol.float_max_abs as f64 && same {
                     within += 1;
@@ -392,7 +367,10 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
                 Target::HostInt8 => host_int8(&dir.join(DEVICE_MODEL), &pixels)?,
                 Target::TractInt8 => {
                     let [h, w, c] = shape;
-                    let inputs: Vec<Vec<f32>> = pixels.iter().map(|p| to_f32(p)).collect();
+                    let inputs: Vec<Vec<f32>> = pixels
+                        .iter()
+                        .map(|p| crate::parity::unit_pixels(p))
+                        .collect();
                     crate::parity::tract_int8_outputs(&dir.join(INT8_ONNX), &[1, c, h, w], &inputs)?
                 }
                 _ => {

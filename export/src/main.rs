@@ -238,7 +238,7 @@ fn run() -> Result<bool> {
                         .with_context(|| format!("cannot read {}", p.display()))?;
                     let s = protos::lenet::ParitySample::decode(&bytes[..])
                         .with_context(|| format!("{}: not a parity sample", p.display()))?;
-                    let onnx_sha = sha256_hex(&std::fs::read(&model)?);
+                    let onnx_sha = host_train::data::download::sha256_hex(&std::fs::read(&model)?);
                     if !s.onnx_sha256.is_empty() && s.onnx_sha256 != onnx_sha {
                         println!(
                             "warning: {} was written for another ONNX file (sha256 {}), this one is {onnx_sha}",
@@ -286,7 +286,7 @@ fn cmd_quantize(
     let g = graph::load(&model)?;
     let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
     let splits = DatasetKind::Mnist.load(&found.dir)?;
-    let to_f32 = |img: &[u8]| img.iter().map(|&p| p as f32 / 255.0).collect::<Vec<f32>>();
+    let to_f32 = export::parity::unit_pixels;
     let n_cal = calib_images.min(splits.train.len());
     let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
     let ranges = match percentile {
@@ -318,7 +318,7 @@ fn cmd_quantize(
         let img = splits.test.image(i);
         let vals = export::float::run(&g, &to_f32(img))?;
         let logits = &vals[&g.output].data;
-        let fpred = argmax_f(logits);
+        let fpred = export::parity::argmax(logits);
         m.quantize_input(img, &mut x)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let trace_snr = i < 200;
@@ -520,18 +520,4 @@ fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
         pct(0.9)
     );
     Ok(true)
-}
-
-fn argmax_f(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -20,10 +20,16 @@ pub struct Parity {
     pub correct: usize,
 }
 
-fn argmax(v: &[f32]) -> usize {
+/// Index of the largest logit (the predicted class); the first on ties.
+pub fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// Raw u8 pixels as the float model sees them: `p / 255` (host-train's preprocessing).
+pub fn unit_pixels(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| p as f32 / 255.0).collect()
 }
 
 /// tract's logits for each image of `inputs` (`[N, ...]`), run one image at a time on a model

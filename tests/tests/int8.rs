@@ -5,12 +5,6 @@ use export::quantize::{self, chw_to_hwc};
 use host_train::data::{self, DatasetKind};
 use lenet_tests::{data_root, fixture_dir};
 
-fn argmax_f(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
-}
-
 #[test]
 fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
     let g = export::graph::load(&fixture_dir().join("model.onnx")).unwrap();
@@ -50,7 +44,7 @@ fn quantized_lenet5_like_matches_float_on_2000_test_digits() {
     for i in 0..n {
         let img = d.test.image(i);
         let vals = export::float::run(&g, &f32s(img)).unwrap();
-        let fp = argmax_f(&vals[&g.output].data);
+        let fp = export::parity::argmax(&vals[&g.output].data);
         m.quantize_input(img, &mut x).unwrap();
         // Every layer's output dequantizes close to the float one (values outside the
         // calibrated range saturate, so this is an aggregate signal-to-noise ratio).

@@ -18,12 +18,6 @@ fn original() -> Network {
         .1
 }
 
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
-}
-
 fn logits(t: Tensor<2>) -> Vec<Vec<f32>> {
     let [n, k] = t.dims();
     let v: Vec<f32> = t.into_data().iter::<f32>().collect();
@@ -42,7 +36,7 @@ fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, usize) {
             .zip(y)
             .map(|(p, q)| (p - q).abs())
             .fold(max, f32::max);
-        agree += usize::from(argmax(x) == argmax(y));
+        agree += usize::from(export::parity::argmax(x) == export::parity::argmax(y));
     }
     (max, agree)
 }
@@ -91,7 +85,7 @@ fn burn_and_tract_agree_on_1000_test_images() {
     let correct = tract
         .iter()
         .zip(&data.test.labels)
-        .filter(|(t, l)| argmax(t) == **l as usize)
+        .filter(|(t, l)| export::parity::argmax(t) == **l as usize)
         .count();
     eprintln!(
         "burn vs tract on {n} test images: max |diff| {max:.3e}, argmax agrees {agree}/{n}, tract accuracy {correct}/{n}"

@@ -4,21 +4,13 @@
 //! installs it) and the two thumb targets.
 
 use export::deploy::{self, Digit};
-use export::quantize;
 use host_train::data::{self, DatasetKind};
 use lenet_tests::{data_root, fixture_dir};
 
-fn quantized_fixture(dir: &std::path::Path) -> std::path::PathBuf {
-    let g = export::graph::load(&fixture_dir().join("model.onnx")).unwrap();
-    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
-    let d = DatasetKind::Mnist.load(&found.dir).unwrap();
-    let cal: Vec<Vec<f32>> = (0..300)
-        .map(|i| d.train.image(i).iter().map(|&p| p as f32 / 255.0).collect())
-        .collect();
-    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap();
-    let q = quantize::quantize(&g, &ranges).unwrap();
+/// A private copy of the golden set's device model (the tests may corrupt it).
+fn committed_model(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("model.lnq8");
-    std::fs::write(&path, device_infer::writer::write(&q.spec)).unwrap();
+    std::fs::copy(fixture_dir().join("model.lnq8"), &path).unwrap();
     path
 }
 
@@ -36,7 +28,7 @@ fn test_digits(n: usize, skip: usize) -> Vec<Digit> {
 #[test]
 fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
     let dir = tempfile::tempdir().unwrap();
-    let model = quantized_fixture(dir.path());
+    let model = committed_model(dir.path());
     for (board, skip) in [("mps2-an386", 0), ("microbit", 1000)] {
         let digits = test_digits(40, skip);
         let cfg = deploy::Config::new(model.clone(), deploy::find_board(board).unwrap(), digits);
@@ -89,7 +81,7 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
 #[test]
 fn deploy_rejects_a_corrupt_model_before_building() {
     let dir = tempfile::tempdir().unwrap();
-    let model = quantized_fixture(dir.path());
+    let model = committed_model(dir.path());
     let mut bytes = std::fs::read(&model).unwrap();
     bytes[200] ^= 0x40;
     std::fs::write(&model, &bytes).unwrap();
@@ -109,7 +101,7 @@ fn kernels_match_their_references_on_random_cases_on_the_boards() {
     // The smlad paths of the Cortex-M4 (and the portable ones on the M0) against the reference
     // kernels, on the target: random shapes, paddings, offsets, tables and pools.
     let dir = tempfile::tempdir().unwrap();
-    let model = quantized_fixture(dir.path());
+    let model = committed_model(dir.path());
     for board in ["mps2-an386", "microbit"] {
         let mut cfg = deploy::Config::new(
             model.clone(),

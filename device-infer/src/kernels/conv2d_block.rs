@@ -73,7 +73,7 @@ fn conv_at(
             acc += super::conv2d::dot(xs, ws, p.input_offset);
         }
     }
-    finish(p, q, lut, oc, acc)
+    finish(p, lut, q.multiplier[oc], q.shift[oc], acc)
 }
 
 /// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] (four stack patches of this many
@@ -82,16 +82,10 @@ pub const PATCH: usize = 160;
 
 /// One requantized, clamped convolution output through the optional table.
 #[inline(always)]
-fn finish(
-    p: &ConvParams,
-    q: &PerChannelQuant,
-    lut: Option<&[i8; 256]>,
-    oc: usize,
-    acc: i32,
-) -> i32 {
+fn finish(p: &ConvParams, lut: Option<&[i8; 256]>, multiplier: i32, shift: i8, acc: i32) -> i32 {
     let v = p
         .act
-        .apply(requantize(acc, q.multiplier[oc], q.shift[oc] as i32) + p.output_offset);
+        .apply(requantize(acc, multiplier, shift as i32) + p.output_offset);
     match lut {
         Some(t) => t[(v as i32 + 128) as usize] as i32,
         None => v as i32,
@@ -124,6 +118,32 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
     if let (Some(d2), Some(&s2)) = (d.get_mut(2), s.get(2)) {
         *d2 = s2;
     }
+}
+
+/// The pooled output of one channel (its requantization `multiplier`, `shift`) from the
+/// accumulators of its four convolution windows.
+/// A max pool without a table requantizes only the largest accumulator: requantization, the
+/// offset and the clamp never decrease (multipliers are non-negative), so this equals the max
+/// of the four requantized values.
+#[inline(always)]
+pub(super) fn pool4(
+    p: &ConvParams,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    multiplier: i32,
+    shift: i8,
+    acc: [i32; 4],
+) -> i8 {
+    let fin = |a| finish(p, lut, multiplier, shift, a);
+    (if pool == Pool2x2::Max && lut.is_none() {
+        fin(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
+    } else {
+        let v = acc.map(fin);
+        match pool {
+            Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
+            Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
+        }
+    }) as i8
 }
 
 /// Average of four values, rounded half away from zero.
@@ -199,10 +219,8 @@ pub fn conv2d_pool2x2_s8(
 /// The patch variant: the four windows of a pooled output are gathered into four contiguous
 /// int8 patches in the filter's `[kh][kw][in_c]` order (padding holds the input zero point, so
 /// it adds `(zp + input_offset) * w = 0`), then every output channel is one pass of its filter
-/// row over the four patches (`dot_x4`: two MACs per `smlad` on a Cortex-M4). A max pool
-/// without a table takes the largest accumulator and requantizes once: requantization, the
-/// offset and the clamp never decrease (multipliers are non-negative), so this equals the max
-/// of the four requantized values. Same integer sums in another order, hence bit-exact.
+/// row over the four patches (`dot_x4`: two MACs per `smlad` on a Cortex-M4), pooled by
+/// `pool4`. Same integer sums in another order, hence bit-exact.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8_patch(
     p: &ConvParams,
@@ -265,7 +283,6 @@ fn patch_impl<const PADDED: bool>(
     let words_only = PADDED && kvol_padded.is_multiple_of(4);
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
     let mut patches: Patches = [[pad; PATCH]; 4];
-    let max_once = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
             let (iy0, ix0) = (
@@ -337,15 +354,7 @@ fn patch_impl<const PADDED: bool>(
                         &mut acc,
                     ),
                 }
-                *o = if max_once {
-                    finish(p, q, lut, oc, acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
-                } else {
-                    let v = acc.map(|a| finish(p, q, lut, oc, a));
-                    match pool {
-                        Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
-                        Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
-                    }
-                } as i8;
+                *o = pool4(p, lut, pool, q.multiplier[oc], q.shift[oc], acc);
             }
         }
     }
@@ -354,6 +363,8 @@ fn patch_impl<const PADDED: bool>(
 /// The per-channel variant (any filter volume): the four windows of a pooled output are
 /// located once and shared by all output channels.
 #[allow(clippy::too_many_arguments)]
+// A whole layer per call: its own frame keeps its window table off the other variants' stack.
+#[inline(never)]
 pub fn conv2d_pool2x2_s8_per_channel(
     p: &ConvParams,
     q: &PerChannelQuant,

@@ -9,8 +9,8 @@
 //! read straight from the strip, one `smlad` each on Armv7E-M (portable code elsewhere, the
 //! same integer sums), and the four windows of a pooled output share every weight pair.
 
+use super::conv2d_block::pool4;
 use super::{ConvParams, Dims, PerChannelQuant, Pool2x2};
-use crate::quant::requantize;
 
 /// Largest kernel side.
 pub const C1_MAX_K: usize = 5;
@@ -55,7 +55,6 @@ pub fn conv2d_pool2x2_s8_c1(
     #[cfg(not(arm_dsp))]
     let pairs = kw.div_ceil(2);
     let n_oc = out_dims.c.min(C1_MAX_OC).min(bias.len());
-    let max_once = pool == Pool2x2::Max && lut.is_none();
     let used_w = (2 * out_dims.w + 2 * MAX_PAIRS).min(C1_STRIP_W);
     let mut strip = [[0i16; C1_STRIP_W]; C1_MAX_K + 1];
     for py in 0..out_dims.h {
@@ -92,14 +91,7 @@ pub fn conv2d_pool2x2_s8_c1(
                     *w = lo | (hi << 16);
                 }
             }
-            let (m, sh) = (q.multiplier[oc], q.shift[oc] as i32);
-            let fin = |a: i32| {
-                let v = p.act.apply(requantize(a, m, sh) + p.output_offset);
-                match lut {
-                    Some(t) => t[(v as i32 + 128) as usize] as i32,
-                    None => v as i32,
-                }
-            };
+            let (m, sh) = (q.multiplier[oc], q.shift[oc]);
             for px in 0..out_dims.w {
                 let c0 = 2 * px;
                 let mut acc = [bias[oc]; 4];
@@ -116,20 +108,7 @@ pub fn conv2d_pool2x2_s8_c1(
                         acc[3] = smlad(pair_at(r1, c + 1), wp, acc[3]);
                     }
                 }
-                let v = if max_once {
-                    // Requantization never decreases: the max of the accumulators suffices.
-                    fin(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
-                } else {
-                    let v = acc.map(fin);
-                    match pool {
-                        Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
-                        Pool2x2::Avg => {
-                            let s = v[0] + v[1] + v[2] + v[3];
-                            if s >= 0 { (s + 2) / 4 } else { (s - 2) / 4 }
-                        }
-                    }
-                };
-                output[(py * out_dims.w + px) * out_dims.c + oc] = v as i8;
+                output[(py * out_dims.w + px) * out_dims.c + oc] = pool4(p, lut, pool, m, sh, acc);
             }
         }
     }
