@@ -1,7 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
 // No unsafe code except the Armv7E-M `smlad` loops in `kernels::dot` and `kernels::conv2d_c1`
-// (each `asm!` block carries its soundness argument).
+// (each `asm!` block carries its soundness argument) and the calls into the AVX2 kernels of
+// `kernels::x86` once the CPU is known to have AVX2.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 // No panicking shortcuts in the device path (tests may use them).
@@ -9,6 +10,9 @@
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
+
+#[cfg(all(feature = "std", not(test)))]
+extern crate std;
 
 #[cfg(feature = "hal")]
 pub mod hal;

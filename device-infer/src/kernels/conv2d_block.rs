@@ -169,6 +169,23 @@ pub fn conv2d_pool2x2_s8(
     out_dims: Dims,
     output: &mut [i8],
 ) {
+    // The x86-64 host with AVX2.
+    #[cfg(all(any(test, feature = "std"), target_arch = "x86_64"))]
+    if super::x86::conv2d_pool2x2_s8(
+        p,
+        q,
+        in_dims,
+        input,
+        filter_dims,
+        filter,
+        bias,
+        lut,
+        pool,
+        out_dims,
+        output,
+    ) {
+        return;
+    }
     // One input channel: the strip variant, where it pays (two MACs per `smlad`).
     if cfg!(arm_dsp) && super::conv2d_c1::c1_fits(p, in_dims, filter_dims, out_dims) {
         super::conv2d_c1::conv2d_pool2x2_s8_c1(
@@ -406,17 +423,17 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         #[test]
         fn bit_exact_with_conv_then_table_then_pool(
-            (c, h, w, k, oc, pad) in (1usize..5, 2usize..12, 2usize..12, 1usize..6, 1usize..6, 0usize..3),
+            (c, h, w, k, oc, pad, st) in (1usize..5, 2usize..12, 2usize..12, 1usize..6, 1usize..12, 0usize..3, 1usize..3),
             zp in -128i32..128, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
             seed in any::<u64>(), relu in any::<bool>(), with_lut in any::<bool>(), max in any::<bool>(),
         ) {
-            let (Some(ch), Some(cw)) = (window_out(h, k, 1, 2 * pad), window_out(w, k, 1, 2 * pad)) else { return Ok(()); };
+            let (Some(ch), Some(cw)) = (window_out(h, k, st, 2 * pad), window_out(w, k, st, 2 * pad)) else { return Ok(()); };
             if ch < 2 || cw < 2 { return Ok(()); }
             let in_dims = Dims { h, w, c };
             let fd = Dims { h: k, w: k, c };
             let conv_dims = Dims { h: ch, w: cw, c: oc };
             let out_dims = Dims { h: ch / 2, w: cw / 2, c: oc };
-            let p = ConvParams { input_offset: -zp, output_offset: zo, stride: [1, 1], padding: [pad, pad], act: if relu { Clamp { min: zo as i8, max: 127 } } else { Clamp::NONE } };
+            let p = ConvParams { input_offset: -zp, output_offset: zo, stride: [st, st], padding: [pad, pad], act: if relu { Clamp { min: zo as i8, max: 127 } } else { Clamp::NONE } };
             let input = bytes(in_dims.len(), seed);
             let filter: Vec<i8> = bytes(oc * fd.len(), !seed).into_iter().map(|v| v.max(-127)).collect();
             let bias: Vec<i32> = (0..oc as i32).map(|i| i * 311 - 500).collect();

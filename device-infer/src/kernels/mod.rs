@@ -20,6 +20,9 @@ pub mod dense;
 mod dot;
 pub mod pool;
 pub mod reference;
+/// x86-64 host kernels (AVX2, detected at run time), used by the dispatchers when present.
+#[cfg(all(any(test, feature = "std"), target_arch = "x86_64"))]
+pub mod x86;
 
 pub use conv2d::conv2d_s8;
 pub use conv2d_block::{Pool2x2, conv2d_pool2x2_s8};

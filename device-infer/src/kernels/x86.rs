@@ -1,0 +1,608 @@
+//! AVX2 versions of the host's hot kernels (x86-64 with the `std` feature; AVX2 detected at
+//! run time, the portable kernels otherwise): [`conv2d_pool2x2_s8`] and [`dense_s8`].
+//!
+//! Same integer sums as the portable kernels in another order (i32 addition is associative
+//! and commutative, even wrapping), the same requantization rule, so bit-exact with the
+//! references (tested below and through the dispatchers' property tests).
+//!
+//! How: inputs are widened once to i16 with the input offset added (`x + offset` lies in
+//! `-383..=382`), weights to i16 or sign-extended on load; `vpmaddwd` multiplies 16 pairs and
+//! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). Eight output
+//! channels (or dense rows) run at once over one input patch, their lanes are summed with a
+//! `vphaddd` tree into one vector of 8 accumulators, and [`requantize8`] applies
+//! [`requantize`](crate::quant::requantize) to all 8 lanes.
+//!
+//! Scratch (the widened image, weights and patches) lives in a per-thread buffer that only
+//! grows: the host has a heap, the device path never comes here.
+
+// The target-feature functions are safe; calling them needs `unsafe` until AVX2 is known to be
+// present, which the two entry points check first.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+use core::cell::RefCell;
+use std::vec::Vec;
+
+use super::conv2d_block::{Pool2x2, pool4};
+use super::{Clamp, ConvParams, Dims, PerChannelQuant};
+
+/// Whether the AVX2 kernels run on this CPU (checked once by std, then cached).
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx2")
+}
+
+#[derive(Default)]
+struct Scratch {
+    image: Vec<i16>,
+    /// Filters in blocks of 8 output channels, chunk-major: `[block][chunk][row]`, 16 i16 per
+    /// vector.
+    weights: Vec<[__m256i; 8]>,
+    patches: Vec<__m256i>,
+    quant: Vec<i32>,
+}
+
+std::thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `v.resize(n)` without shrinking or touching what is kept (callers overwrite what they read).
+fn grow<T: Copy + bytemuck::Zeroable>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::zeroed());
+    }
+    &mut v[..n]
+}
+
+/// [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) with AVX2; returns `false` (and writes
+/// nothing) when the CPU lacks AVX2.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool2x2_s8(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) -> bool {
+    if !available() {
+        return false;
+    }
+    let kernel = if in_dims.c == 1 && p.stride == [1, 1] {
+        conv_pool_c1_avx2
+    } else {
+        conv_pool_avx2
+    };
+    SCRATCH.with_borrow_mut(|s| {
+        // SAFETY: the only precondition of a `target_feature` function is that the CPU has
+        // the feature; AVX2 was detected above.
+        unsafe {
+            kernel(
+                s,
+                p,
+                q,
+                in_dims,
+                input,
+                filter_dims,
+                filter,
+                bias,
+                lut,
+                pool,
+                out_dims,
+                output,
+            )
+        }
+    });
+    true
+}
+
+/// [`dense_s8`](super::dense_s8) with AVX2; returns `false` (and writes nothing) when the CPU
+/// lacks AVX2.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_s8(
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    q: &PerChannelQuant,
+    input: &[i8],
+    weights: &[i8],
+    bias: &[i32],
+    output: &mut [i8],
+) -> bool {
+    if !available() {
+        return false;
+    }
+    SCRATCH.with_borrow_mut(|s| {
+        // SAFETY: as in `conv2d_pool2x2_s8`: AVX2 was detected above.
+        unsafe {
+            dense_avx2(
+                s,
+                input_offset,
+                output_offset,
+                act,
+                q,
+                input,
+                weights,
+                bias,
+                output,
+            )
+        }
+    });
+    true
+}
+
+/// 16 i16 from the front of `s` (zeros if shorter, which callers never pass).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load16(s: &[i16]) -> __m256i {
+    s.first_chunk::<16>()
+        .map_or(_mm256_setzero_si256(), |a| bytemuck::cast(*a))
+}
+
+/// 16 i8 from the front of `s`, sign-extended to i16; a shorter `s` is padded with zeros.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i8x16(s: &[i8]) -> __m256i {
+    let a = match s.first_chunk::<16>() {
+        Some(a) => *a,
+        None => {
+            let mut a = [0i8; 16];
+            let n = s.len().min(16);
+            a[..n].copy_from_slice(&s[..n]);
+            a
+        }
+    };
+    _mm256_cvtepi8_epi16(bytemuck::cast::<[i8; 16], __m128i>(a))
+}
+
+/// Stores 16 i16 at the front of `d` (which callers size for it).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store16(d: &mut [i16], v: __m256i) {
+    if let Some(d) = d.first_chunk_mut::<16>() {
+        *d = bytemuck::cast(v);
+    }
+}
+
+/// `d[i] = s[i] + offset` as i16 for every `i` (equal lengths).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen(d: &mut [i16], s: &[i8], offset: i32) {
+    let off = _mm256_set1_epi16(offset as i16);
+    let mut d = d.chunks_exact_mut(16);
+    let mut s = s.chunks_exact(16);
+    for (d, s) in (&mut d).zip(&mut s) {
+        store16(d, _mm256_add_epi16(load_i8x16(s), off));
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = (s as i32 + offset) as i16;
+    }
+}
+
+/// The 8 lane sums of each of 8 vectors: `[sum(a[0]), ..., sum(a[7])]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum8(a: &[__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(a[0], a[1]);
+    let h23 = _mm256_hadd_epi32(a[2], a[3]);
+    let h45 = _mm256_hadd_epi32(a[4], a[5]);
+    let h67 = _mm256_hadd_epi32(a[6], a[7]);
+    // Per 128-bit half: [a0, a1, a2, a3] partial sums (low half: lanes 0-3, high: 4-7).
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+    let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+    _mm256_add_epi32(lo, hi)
+}
+
+/// `sum_k x[k] * w_o[k]` for the 8 rows `o` of `w` (chunk-major, see [`Scratch::weights`]),
+/// as one vector of 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot8_i16(x: &[__m256i], w: &[[__m256i; 8]]) -> __m256i {
+    let mut acc = [_mm256_setzero_si256(); 8];
+    for (&xv, w) in x.iter().zip(w) {
+        for (a, &w) in acc.iter_mut().zip(w) {
+            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, w));
+        }
+    }
+    hsum8(&acc)
+}
+
+/// [`requantize`](crate::quant::requantize) on 8 lanes (multipliers non-negative, shifts in
+/// `-31..=30`, as validated at load).
+///
+/// `SaturatingRoundingDoublingHighMul` for `b >= 0`: the TFLM nudge and truncating division,
+/// `trunc((ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31)`, equal `floor((ab + 2^30) / 2^31)` (for
+/// negative `ab`, `trunc(s / d) = floor((s + d - 1) / d)`), and the low 32 bits of that floor
+/// are bits 31..62 of `ab + 2^30`: a logical 64-bit shift, which AVX2 has. The saturating case
+/// (`a == b == i32::MIN`) cannot occur with `b >= 0`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn requantize8(acc: __m256i, multiplier: __m256i, shift: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let left = _mm256_max_epi32(shift, zero);
+    let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+    let x = _mm256_sllv_epi32(acc, left);
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_srli_epi64::<31>(_mm256_add_epi64(_mm256_mul_epi32(x, multiplier), nudge));
+    let odd = _mm256_mul_epi32(
+        _mm256_srli_epi64::<32>(x),
+        _mm256_srli_epi64::<32>(multiplier),
+    );
+    let odd = _mm256_slli_epi64::<32>(_mm256_srli_epi64::<31>(_mm256_add_epi64(odd, nudge)));
+    let y = _mm256_blend_epi32::<0b1010_1010>(even, odd);
+    // RoundingDivideByPOT(y, right): shift, plus one when the remainder passes half (a
+    // negative y needs strictly more than half).
+    let one = _mm256_set1_epi32(1);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let remainder = _mm256_and_si256(y, mask);
+    let negative = _mm256_cmpgt_epi32(zero, y);
+    let threshold = _mm256_sub_epi32(_mm256_srli_epi32::<1>(mask), negative);
+    let up = _mm256_cmpgt_epi32(remainder, threshold);
+    _mm256_sub_epi32(_mm256_srav_epi32(y, right), up)
+}
+
+/// Requantizes 8 accumulators, adds the output offset, clamps and stores the first
+/// `out.len()` (at most 8) as int8.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finish8(acc: __m256i, quant: &[i32], output_offset: i32, act: Clamp, out: &mut [i8]) {
+    let m = load_i32x8(&quant[8..]);
+    let s = load_i32x8(&quant[16..]);
+    let v = _mm256_add_epi32(requantize8(acc, m, s), _mm256_set1_epi32(output_offset));
+    let v = _mm256_max_epi32(v, _mm256_set1_epi32(act.min as i32));
+    let v = _mm256_min_epi32(v, _mm256_set1_epi32(act.max as i32));
+    let v: [i32; 8] = bytemuck::cast(v);
+    for (o, &v) in out.iter_mut().zip(&v) {
+        *o = v as i8;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i32x8(s: &[i32]) -> __m256i {
+    s.first_chunk::<8>()
+        .map_or(_mm256_setzero_si256(), |a| bytemuck::cast(*a))
+}
+
+/// Bias, multiplier and shift of channels `8b..8b + 8` as three runs of 8 i32 (zeros past
+/// the last channel), for every block `b`: `quant[24 * b..][..24]`.
+fn block_quant(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
+    for (b, blk) in quant.chunks_exact_mut(24).enumerate() {
+        for l in 0..8 {
+            let o = 8 * b + l;
+            let (bi, m, s) = match (bias.get(o), q.multiplier.get(o), q.shift.get(o)) {
+                (Some(&bi), Some(&m), Some(&s)) => (bi, m, s as i32),
+                _ => (0, 0, 0),
+            };
+            blk[l] = bi;
+            blk[8 + l] = m;
+            blk[16 + l] = s;
+        }
+    }
+}
+
+/// Writes the input widened to i16, offset and padded so that every window of the `2 * out`
+/// convolution rows and columns lies inside (padding holds 0: the zero point plus the offset)
+/// into `image`, and returns its row length in pixels. Two rows and 32 values of slack let
+/// the kernels read whole vectors past a row's end.
+#[target_feature(enable = "avx2")]
+fn pad_image(
+    image: &mut Vec<i16>,
+    p: &ConvParams,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    out_dims: Dims,
+) -> usize {
+    let c = in_dims.c;
+    let hp = (p.padding[0] + in_dims.h).max((2 * out_dims.h - 1) * p.stride[0] + filter_dims.h);
+    let wp = (p.padding[1] + in_dims.w).max((2 * out_dims.w - 1) * p.stride[1] + filter_dims.w);
+    let image = grow(image, (hp + 2) * wp * c + 32);
+    image.fill(0);
+    let row = in_dims.w * c;
+    for (y, src) in input.chunks_exact(row.max(1)).take(in_dims.h).enumerate() {
+        let at = ((y + p.padding[0]) * wp + p.padding[1]) * c;
+        widen(&mut image[at..at + row], src, p.input_offset);
+    }
+    wp
+}
+
+/// Stores the pooled outputs of one channel: `lanes` holds the four windows' accumulators of
+/// up to 8 pooled outputs; output `l` goes to `out[l * step]`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pool_store(
+    p: &ConvParams,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    multiplier: i32,
+    shift: i8,
+    acc: [__m256i; 4],
+    out: &mut [i8],
+    step: usize,
+    count: usize,
+) {
+    let v: [i32; 8] = if pool == Pool2x2::Max && lut.is_none() {
+        // Requantization is monotonic (see `pool4`): pool the accumulators.
+        let m = _mm256_max_epi32(
+            _mm256_max_epi32(acc[0], acc[1]),
+            _mm256_max_epi32(acc[2], acc[3]),
+        );
+        let v = requantize8(
+            m,
+            _mm256_set1_epi32(multiplier),
+            _mm256_set1_epi32(shift as i32),
+        );
+        let v = _mm256_add_epi32(v, _mm256_set1_epi32(p.output_offset));
+        let v = _mm256_max_epi32(v, _mm256_set1_epi32(p.act.min as i32));
+        bytemuck::cast(_mm256_min_epi32(v, _mm256_set1_epi32(p.act.max as i32)))
+    } else {
+        let a = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
+        core::array::from_fn(|l| {
+            pool4(
+                p,
+                lut,
+                pool,
+                multiplier,
+                shift,
+                [a[0][l], a[1][l], a[2][l], a[3][l]],
+            ) as i32
+        })
+    };
+    for (o, &v) in out.iter_mut().step_by(step).zip(&v[..count]) {
+        *o = v as i8;
+    }
+}
+
+/// One input channel, stride 1 (a grayscale first layer): vectors over 8 pooled outputs of a
+/// row instead of over the filter. For pooled column `px + l` and window `(dy, dx)`, the
+/// kernel taps `(ky, kx), (ky, kx + 1)` are the input pair at column `2 * (px + l) + dx + kx`:
+/// for the 8 lanes, 8 consecutive pairs, one unaligned load. Each pair of taps is one
+/// broadcast weight pair (an odd last tap pairs with 0), so no patches and no lane sums.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn conv_pool_c1_avx2(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (kh, kw) = (filter_dims.h, filter_dims.w);
+    let wp = pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims);
+    let image = &s.image[..];
+    // Weight pairs `(w[ky][2j], w[ky][2j + 1])` as i32 words, per channel and kernel row.
+    let np = kw.div_ceil(2);
+    let pairs = grow(&mut s.quant, out_dims.c * kh * np);
+    for (dst, w) in pairs.chunks_exact_mut(np).zip(filter.chunks_exact(kw)) {
+        for (d, j) in dst.iter_mut().zip((0..kw).step_by(2)) {
+            let hi = w.get(j + 1).map_or(0, |&v| v as i16);
+            *d = (w[j] as i16 as u16 as u32 | (hi as u16 as u32) << 16) as i32;
+        }
+    }
+    let pairs = &*pairs;
+    let oc = out_dims.c;
+    for py in 0..out_dims.h {
+        for px in (0..out_dims.w).step_by(8) {
+            let count = (out_dims.w - px).min(8);
+            let out = &mut output[(py * out_dims.w + px) * oc..];
+            for (o, w) in pairs.chunks_exact(kh * np).enumerate() {
+                let mut acc = [_mm256_set1_epi32(bias[o]); 4];
+                for (ky, w) in w.chunks_exact(np).enumerate() {
+                    for (j, &w) in w.iter().enumerate() {
+                        let w = _mm256_set1_epi32(w);
+                        for (a, (dy, dx)) in acc.iter_mut().zip([(0, 0), (0, 1), (1, 0), (1, 1)]) {
+                            let at = (2 * py + dy + ky) * wp + 2 * px + dx + 2 * j;
+                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(load16(&image[at..]), w));
+                        }
+                    }
+                }
+                let (m, sh) = (q.multiplier[o], q.shift[o]);
+                pool_store(p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn conv_pool_avx2(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    if out_dims.is_empty() {
+        return;
+    }
+    let c = in_dims.c;
+    let (kh, kw) = (filter_dims.h, filter_dims.w);
+    let (sy, sx) = (p.stride[0], p.stride[1]);
+    let kvol = filter_dims.len();
+    let k16 = kvol.next_multiple_of(16);
+    let oc = out_dims.c;
+    let blocks = oc.div_ceil(8);
+
+    let wp = pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims);
+    let image = &s.image[..];
+
+    // Filters widened to i16, zero-padded to whole vectors (so whatever the patches hold past
+    // `kvol` adds nothing), in blocks of 8 output channels (rows past `oc` all zero).
+    let nk = k16 / 16;
+    let weights = grow(&mut s.weights, blocks * nk);
+    weights.fill(bytemuck::Zeroable::zeroed());
+    let mut row16 = [0i16; 16];
+    for (o, w8) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
+        let blk = &mut weights[o / 8 * nk..][..nk];
+        for (v, w8) in blk.iter_mut().zip(w8.chunks(16)) {
+            row16.fill(0);
+            widen(&mut row16[..w8.len()], w8, 0);
+            v[o % 8] = bytemuck::cast(row16);
+        }
+    }
+    let quant = grow(&mut s.quant, blocks * 24);
+    block_quant(quant, q, bias);
+
+    // Four patches (the windows of one pooled output), each nk vectors plus one of slack.
+    let plen = nk + 1;
+    let patches = grow(&mut s.patches, 4 * plen);
+    let run = kw * c;
+    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            for (patch, (dy, dx)) in
+                patches
+                    .chunks_exact_mut(plen)
+                    .zip([(0, 0), (0, 1), (1, 0), (1, 1)])
+            {
+                let patch: &mut [i16] = bytemuck::cast_slice_mut(patch);
+                let base = ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c;
+                // Rows in order, each copied in whole vectors: a row's overshoot is
+                // overwritten by the next row, the last one's lands past `kvol`.
+                for ky in 0..kh {
+                    let src = &image[base + ky * wp * c..];
+                    let dst = &mut patch[ky * run..];
+                    for j in (0..run).step_by(16) {
+                        store16(&mut dst[j..], load16(&src[j..]));
+                    }
+                }
+            }
+            let out = &mut output[(py * out_dims.w + px) * oc..][..oc];
+            for ((blk, wblk), out) in quant
+                .chunks_exact(24)
+                .zip(weights.chunks_exact(nk))
+                .zip(out.chunks_mut(8))
+            {
+                let b = load_i32x8(blk);
+                let mut acc = [_mm256_setzero_si256(); 4];
+                for (a, patch) in acc.iter_mut().zip(patches.chunks_exact(plen)) {
+                    *a = _mm256_add_epi32(b, dot8_i16(&patch[..nk], wblk));
+                }
+                if max_no_lut {
+                    // Requantization is monotonic (see `pool4`): pool the accumulators.
+                    let m = _mm256_max_epi32(
+                        _mm256_max_epi32(acc[0], acc[1]),
+                        _mm256_max_epi32(acc[2], acc[3]),
+                    );
+                    finish8(m, blk, p.output_offset, p.act, out);
+                } else {
+                    let acc = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
+                    for (l, o) in out.iter_mut().enumerate() {
+                        *o = pool4(
+                            p,
+                            lut,
+                            pool,
+                            blk[8 + l],
+                            blk[16 + l] as i8,
+                            [acc[0][l], acc[1][l], acc[2][l], acc[3][l]],
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn dense_avx2(
+    s: &mut Scratch,
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    q: &PerChannelQuant,
+    input: &[i8],
+    weights: &[i8],
+    bias: &[i32],
+    output: &mut [i8],
+) {
+    let n = input.len();
+    let outs = output.len();
+    if n == 0 || outs == 0 {
+        return;
+    }
+    let k16 = n.next_multiple_of(16);
+    // The input widened and offset, zero past `n`: a row's last chunk may read into the next
+    // row (or is zero-padded for the last row), which then adds nothing.
+    let xs = grow(&mut s.patches, k16 / 16);
+    let x: &mut [i16] = bytemuck::cast_slice_mut(xs);
+    x.fill(0);
+    widen(&mut x[..n], input, input_offset);
+    let xs = &*xs;
+    let blocks = outs.div_ceil(8);
+    let quant = grow(&mut s.quant, blocks * 24);
+    block_quant(quant, q, bias);
+    for (b, (blk, out)) in quant.chunks_exact(24).zip(output.chunks_mut(8)).enumerate() {
+        // Rows past the last one repeat it; their lanes are not stored.
+        let full = n / 16;
+        let mut rows: [&[[i8; 16]]; 8] = [&[]; 8];
+        let mut tails: [&[i8]; 8] = [&[]; 8];
+        for (l, (r, t)) in rows.iter_mut().zip(&mut tails).enumerate() {
+            let w = &weights[(8 * b + l).min(outs - 1) * n..][..n];
+            let (whole, tail) = w.split_at(full * 16);
+            *r = bytemuck::cast_slice(whole);
+            *t = tail;
+        }
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for (j, &xv) in xs[..full].iter().enumerate() {
+            for (a, r) in acc.iter_mut().zip(&rows) {
+                let w = _mm256_cvtepi8_epi16(bytemuck::cast::<[i8; 16], __m128i>(r[j]));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, w));
+            }
+        }
+        if let Some(&xv) = xs.get(full) {
+            for (a, t) in acc.iter_mut().zip(&tails) {
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, load_i8x16(t)));
+            }
+        }
+        let sum = _mm256_add_epi32(hsum8(&acc), load_i32x8(blk));
+        finish8(sum, blk, output_offset, act, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::requantize;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn requantize8_matches_requantize(
+            acc in proptest::array::uniform8(any::<i32>()),
+            m in proptest::array::uniform8(prop_oneof![Just(0i32), (1i32 << 30)..i32::MAX, 0..i32::MAX]),
+            shift in proptest::array::uniform8(-31i32..=30),
+        ) {
+            if !available() { return Ok(()); }
+            let expected: [i32; 8] = core::array::from_fn(|l| requantize(acc[l], m[l], shift[l]));
+            // SAFETY: AVX2 is present (checked above).
+            let got: [i32; 8] = unsafe {
+                bytemuck::cast(requantize8(bytemuck::cast(acc), bytemuck::cast(m), bytemuck::cast(shift)))
+            };
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
