@@ -72,7 +72,11 @@ pub fn conv2d_pool2x2_s8(
     if !available() {
         return false;
     }
-    let kernel = if in_dims.c == 1 && p.stride == [1, 1] {
+    let kernel = if in_dims.c == 1
+        && p.stride == [1, 1]
+        && filter_dims.h <= C1_MAX_KH
+        && filter_dims.w <= 8
+    {
         conv_pool_c1_avx2
     } else {
         conv_pool_avx2
@@ -274,6 +278,18 @@ fn load_i32x8(s: &[i32]) -> __m256i {
 /// the last channel), for every block `b`: `quant[24 * b..][..24]`.
 fn block_quant(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
     for (b, blk) in quant.chunks_exact_mut(24).enumerate() {
+        let o = 8 * b..8 * b + 8;
+        let (bi, m, sh) = (bias.get(o.clone()), q.multiplier.get(o.clone()), q.shift.get(o));
+        if let (Some(bi), Some(m), Some(sh)) = (bi, m, sh) {
+            let (b8, rest) = blk.split_at_mut(8);
+            let (m8, s8) = rest.split_at_mut(8);
+            b8.copy_from_slice(bi);
+            m8.copy_from_slice(m);
+            for (d, &s) in s8.iter_mut().zip(sh) {
+                *d = s as i32;
+            }
+            continue;
+        }
         for l in 0..8 {
             let o = 8 * b + l;
             let (bi, m, s) = match (bias.get(o), q.multiplier.get(o), q.shift.get(o)) {
@@ -395,20 +411,72 @@ fn conv_pool_c1_avx2(
         }
     }
     let pairs = &*pairs;
+    let rows = C1Rows {
+        image,
+        wp,
+        kh,
+        pairs,
+    };
+    match np {
+        1 => c1_rows::<1>(&rows, p, q, bias, lut, pool, out_dims, output),
+        2 => c1_rows::<2>(&rows, p, q, bias, lut, pool, out_dims, output),
+        3 => c1_rows::<3>(&rows, p, q, bias, lut, pool, out_dims, output),
+        _ => c1_rows::<4>(&rows, p, q, bias, lut, pool, out_dims, output),
+    }
+}
+
+/// Kernels up to this many rows (and 8 columns) take the one-channel path.
+const C1_MAX_KH: usize = 8;
+
+/// What [`c1_rows`] reads: the padded image, its row length, the kernel height and the weight
+/// pairs (`[oc][kh][NP]`).
+struct C1Rows<'a> {
+    image: &'a [i16],
+    wp: usize,
+    kh: usize,
+    pairs: &'a [i32],
+}
+
+/// The loops of [`conv_pool_c1_avx2`] for `NP` weight pairs per kernel row: the image vectors
+/// of 8 pooled outputs (rows `2 * py ..= 2 * py + kh`, both column phases) are loaded once
+/// into a table shared by every output channel; the tap loop then has constant bounds.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn c1_rows<const NP: usize>(
+    rows: &C1Rows,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (image, wp, kh) = (rows.image, rows.wp, rows.kh.min(C1_MAX_KH));
     let oc = out_dims.c;
+    let mut v = [[[_mm256_setzero_si256(); NP]; 2]; C1_MAX_KH + 1];
     for py in 0..out_dims.h {
         for px in (0..out_dims.w).step_by(8) {
             let count = (out_dims.w - px).min(8);
+            for (r, vr) in v.iter_mut().take(kh + 1).enumerate() {
+                let at = (2 * py + r) * wp + 2 * px;
+                for (dx, vd) in vr.iter_mut().enumerate() {
+                    for (j, vj) in vd.iter_mut().enumerate() {
+                        *vj = load16(&image[at + dx + 2 * j..]);
+                    }
+                }
+            }
             let out = &mut output[(py * out_dims.w + px) * oc..];
-            for (o, w) in pairs.chunks_exact(kh * np).enumerate() {
+            for (o, w) in rows.pairs.chunks_exact(kh * NP).take(oc).enumerate() {
                 let mut acc = [_mm256_set1_epi32(bias[o]); 4];
-                for (ky, w) in w.chunks_exact(np).enumerate() {
-                    for (j, &w) in w.iter().enumerate() {
+                for (w, rr) in w.chunks_exact(NP).zip(v.windows(2)) {
+                    let (r0, r1) = (&rr[0], &rr[1]);
+                    for (j, &w) in w.iter().enumerate().take(NP) {
                         let w = _mm256_set1_epi32(w);
-                        for (a, (dy, dx)) in acc.iter_mut().zip([(0, 0), (0, 1), (1, 0), (1, 1)]) {
-                            let at = (2 * py + dy + ky) * wp + 2 * px + dx + 2 * j;
-                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(load16(&image[at..]), w));
-                        }
+                        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(r0[0][j], w));
+                        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(r0[1][j], w));
+                        acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(r1[0][j], w));
+                        acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(r1[1][j], w));
                     }
                 }
                 let (m, sh) = (q.multiplier[o], q.shift[o]);
@@ -453,13 +521,10 @@ fn conv_pool_avx2(
     let nk = k16 / 16;
     let weights = grow(&mut s.weights, blocks * nk);
     weights.fill(bytemuck::Zeroable::zeroed());
-    let mut row16 = [0i16; 16];
     for (o, w8) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
         let blk = &mut weights[o / 8 * nk..][..nk];
         for (v, w8) in blk.iter_mut().zip(w8.chunks(16)) {
-            row16.fill(0);
-            widen(&mut row16[..w8.len()], w8, 0);
-            v[o % 8] = bytemuck::cast(row16);
+            v[o % 8] = load_i8x16(w8);
         }
     }
     let quant = grow(&mut s.quant, blocks * 24);
@@ -469,6 +534,7 @@ fn conv_pool_avx2(
     let plen = nk + 1;
     let patches = grow(&mut s.patches, 4 * plen);
     let run = kw * c;
+    let run16 = run.next_multiple_of(16);
     let max_no_lut = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
@@ -482,10 +548,10 @@ fn conv_pool_avx2(
                 // Rows in order, each copied in whole vectors: a row's overshoot is
                 // overwritten by the next row, the last one's lands past `kvol`.
                 for ky in 0..kh {
-                    let src = &image[base + ky * wp * c..];
-                    let dst = &mut patch[ky * run..];
-                    for j in (0..run).step_by(16) {
-                        store16(&mut dst[j..], load16(&src[j..]));
+                    let src = &image[base + ky * wp * c..][..run16];
+                    let dst = &mut patch[ky * run..][..run16];
+                    for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                        store16(d, load16(s));
                     }
                 }
             }
@@ -560,9 +626,11 @@ fn dense_avx2(
         let mut rows: [&[[i8; 16]]; 8] = [&[]; 8];
         let mut tails: [&[i8]; 8] = [&[]; 8];
         for (l, (r, t)) in rows.iter_mut().zip(&mut tails).enumerate() {
-            let w = &weights[(8 * b + l).min(outs - 1) * n..][..n];
+            let w = &weights[(8 * b + l).min(outs - 1) * n..];
             let (whole, tail) = w.split_at(full * 16);
             *r = bytemuck::cast_slice(whole);
+            // The partial last chunk reads on into the next row (times zero inputs) where
+            // there is one: a plain load; only the last row's is copied and zero-padded.
             *t = tail;
         }
         let mut acc = [_mm256_setzero_si256(); 8];
