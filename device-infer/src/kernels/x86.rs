@@ -72,15 +72,13 @@ pub fn conv2d_pool2x2_s8(
     if !available() {
         return false;
     }
-    let kernel = if in_dims.c == 1
-        && p.stride == [1, 1]
-        && filter_dims.h <= C1_MAX_KH
-        && filter_dims.w <= 8
-    {
-        conv_pool_c1_avx2
-    } else {
-        conv_pool_avx2
-    };
+    let kernel =
+        if in_dims.c == 1 && p.stride == [1, 1] && filter_dims.h <= C1_MAX_KH && filter_dims.w <= 8
+        {
+            conv_pool_c1_avx2
+        } else {
+            conv_pool_avx2
+        };
     SCRATCH.with_borrow_mut(|s| {
         // SAFETY: the only precondition of a `target_feature` function is that the CPU has
         // the feature; AVX2 was detected above.
@@ -279,7 +277,11 @@ fn load_i32x8(s: &[i32]) -> __m256i {
 fn block_quant(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
     for (b, blk) in quant.chunks_exact_mut(24).enumerate() {
         let o = 8 * b..8 * b + 8;
-        let (bi, m, sh) = (bias.get(o.clone()), q.multiplier.get(o.clone()), q.shift.get(o));
+        let (bi, m, sh) = (
+            bias.get(o.clone()),
+            q.multiplier.get(o.clone()),
+            q.shift.get(o),
+        );
         if let (Some(bi), Some(m), Some(sh)) = (bi, m, sh) {
             let (b8, rest) = blk.split_at_mut(8);
             let (m8, s8) = rest.split_at_mut(8);
@@ -372,8 +374,10 @@ fn pool_store(
             ) as i32
         })
     };
-    for (o, &v) in out.iter_mut().step_by(step).zip(&v[..count]) {
-        *o = v as i8;
+    for (l, &v) in v.iter().enumerate().take(count) {
+        if let Some(o) = out.get_mut(l * step) {
+            *o = v as i8;
+        }
     }
 }
 
