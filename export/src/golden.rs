@@ -211,7 +211,10 @@ pub fn generate(
         tolerances: Some(Tolerances {
             float_max_abs: 1e-5,
             int8_max_lsb: 0,
-            independent_int8_max_lsb: 1,
+            // tract requantizes with one float rounding, we with TFLM's two: a hidden layer
+            // may differ by 1 LSB, which the logits' fine step (the decision range) can turn
+            // into 2 output LSB (0.12 logits on the fixture).
+            independent_int8_max_lsb: 2,
             independent_int8_min_argmax: 0.99,
         }),
         cases,

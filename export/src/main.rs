@@ -61,6 +61,12 @@ enum Command {
         /// int8 outputs with ours on the scored test images.
         #[arg(long)]
         onnx_out: Option<PathBuf>,
+        /// Quantize the network's logits over their whole calibrated range instead of the range
+        /// where the argmax is decided (smallest runner-up to largest runner-up plus half the
+        /// span; confident winners and clear losers saturate). Use it when the int8 logits
+        /// themselves matter more than the class.
+        #[arg(long)]
+        full_output_range: bool,
     },
     /// Build the firmware for a board with the device model and MNIST test digits embedded, run
     /// it under QEMU, compare its int8 outputs with device-infer on the host bit for bit, and
@@ -200,6 +206,7 @@ fn run() -> Result<bool> {
             test_images,
             out,
             onnx_out,
+            full_output_range,
         } => cmd_quantize(
             model,
             calib,
@@ -209,6 +216,7 @@ fn run() -> Result<bool> {
             test_images,
             out,
             onnx_out,
+            full_output_range,
         ),
         Command::Check {
             model,
@@ -277,6 +285,7 @@ fn cmd_quantize(
     test_images: Option<usize>,
     out: PathBuf,
     onnx_out: Option<PathBuf>,
+    full_output_range: bool,
 ) -> Result<bool> {
     use export::quantize::{self, chw_to_hwc};
     use host_train::data::{self, DatasetKind};
@@ -289,11 +298,14 @@ fn cmd_quantize(
     let to_f32 = export::parity::unit_pixels;
     let n_cal = calib_images.min(splits.train.len());
     let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
-    let ranges = match percentile {
+    let mut ranges = match percentile {
         None => quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?,
         Some(p) if (50.0..=100.0).contains(&p) => quantize::calibrate_percentile(&g, &cal, p)?,
         Some(p) => anyhow::bail!("--percentile {p}: expected a value in 50..=100"),
     };
+    if full_output_range {
+        ranges.decision.clear();
+    }
     let q = quantize::quantize(&g, &ranges)?;
     let bytes = device_infer::writer::write(&q.spec);
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
@@ -301,10 +313,15 @@ fn cmd_quantize(
     let m =
         device_infer::Model::from_bytes(aligned.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "calibrated on {n_cal} training images ({}); {} device layers",
+        "calibrated on {n_cal} training images ({}{}); {} device layers",
         percentile.map_or("min/max per tensor".to_string(), |p| format!(
             "{p} percentile per tensor"
         )),
+        if full_output_range {
+            ""
+        } else {
+            ", logits over the decision range"
+        },
         m.layers()
     );
 
@@ -327,7 +344,11 @@ fn cmd_quantize(
                 if trace_snr {
                     let (name, aq) = &q.layers[l as usize];
                     let f = chw_to_hwc(&vals[name]);
+                    // Quantization noise inside the representable range (values outside it
+                    // saturate by design: the decision range of the logits).
+                    let (lo, hi) = (aq.dequantize(-128), aq.dequantize(127));
                     for (&fv, &qv) in f.iter().zip(y) {
+                        let fv = fv.clamp(lo, hi);
                         let e = fv - aq.dequantize(qv);
                         snr[l as usize].0 += (fv * fv) as f64;
                         snr[l as usize].1 += (e * e) as f64;
@@ -344,7 +365,7 @@ fn cmd_quantize(
     }
     println!(
         "{:<7} {:<22} {:>12} {:>10} {:>5} {:>9}",
-        "layer", "kind", "output", "scale", "zp", "SNR dB"
+        "layer", "kind", "output", "scale", "zp", "SNR dB*"
     );
     for (i, ((_, aq), (sig, err))) in q.layers.iter().zip(&snr).enumerate() {
         let l = m.layer_at(i as u16).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -358,6 +379,7 @@ fn cmd_quantize(
             10.0 * (sig / err.max(1e-30)).log10()
         );
     }
+    println!("* on the first 200 test images, float values clipped to the layer's int8 range");
     println!(
         "float accuracy: {:.2}%",
         100.0 * float_ok as f64 / n_test as f64

@@ -132,6 +132,8 @@ fn independent_int8_run_agrees_on_the_full_test_set() {
         "tract int8 vs device-infer on {n} test digits: max {max_lsb} LSB, argmax {agree}/{n} ({:.2}%)",
         100.0 * agree as f64 / n as f64
     );
-    assert!(max_lsb <= 1, "max difference {max_lsb} LSB");
+    // One float rounding (tract) against two (TFLM's rule) can differ by 1 LSB in a hidden
+    // layer, 2 in the finely stepped logits (see `independent_int8_max_lsb` in golden.rs).
+    assert!(max_lsb <= 2, "max difference {max_lsb} LSB");
     assert!(agree * 1000 >= n * 999, "argmax agrees on {agree}/{n}");
 }
