@@ -32,17 +32,35 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
 pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
     debug_assert!(exponent <= 31);
     let exponent = exponent.min(31);
-    let mask = ((1i64 << exponent) - 1) as i32;
+    // 32-bit mask arithmetic (2^31 - 1 at most): no 64-bit shift on a 32-bit core.
+    let mask = ((1u32 << exponent) - 1) as i32;
     let remainder = x & mask;
     let threshold = (mask >> 1) + i32::from(x < 0);
     (x >> exponent) + i32::from(remainder > threshold)
 }
 
-/// `acc * multiplier * 2^(shift - 31)`, rounded by the TFLM / CMSIS-NN rule (module docs).
+/// `acc * multiplier * 2^(shift - 31)`, rounded by the TFLM / CMSIS-NN rule (module docs):
+/// the same results as [`requantize_reference`], which spells the rule out, for every input
+/// in range.
 ///
 /// Ranges: `multiplier` in `[0, 2^31)` (export writes `[2^30, 2^31)` or 0), `shift` in
-/// `-31..=30`.
+/// `-31..=30`. For `b = multiplier >= 0` the saturating case (`a == b == i32::MIN`) cannot
+/// occur, and the nudged, truncating division of `SaturatingRoundingDoublingHighMul`,
+/// `trunc((ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31)`, equals `floor((ab + 2^30) / 2^31)`
+/// (for negative `ab`, `trunc(s / d) = floor((s + d - 1) / d)`): one multiply-accumulate and
+/// an arithmetic shift, a handful of instructions on a Cortex-M instead of a 64-bit division.
+#[inline]
 pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 30) as u32;
+    let right = (-shift).clamp(0, 31) as u32;
+    let x = acc.wrapping_shl(left) as i64;
+    let high = ((x * multiplier as i64 + (1 << 30)) >> 31) as i32;
+    rounding_divide_by_pot(high, right)
+}
+
+/// [`requantize`] written as TFLM's `MultiplyByQuantizedMultiplier`: the slow, obviously
+/// faithful twin it is tested against.
+pub fn requantize_reference(acc: i32, multiplier: i32, shift: i32) -> i32 {
     let left = shift.clamp(0, 30) as u32;
     let right = (-shift).clamp(0, 31) as u32;
     rounding_divide_by_pot(
@@ -152,6 +170,15 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn equals_the_tflm_rule(
+            acc in prop_oneof![any::<i32>(), -300i32..300, Just(i32::MIN), Just(i32::MAX)],
+            m in prop_oneof![Just(0i32), Just(i32::MAX), (1i32 << 30)..i32::MAX, 0..i32::MAX],
+            shift in -31i32..=30,
+        ) {
+            prop_assert_eq!(requantize(acc, m, shift), requantize_reference(acc, m, shift));
+        }
 
         #[test]
         fn within_one_of_the_exact_rounding(acc in any::<i32>(), m in (1i32 << 30)..i32::MAX, shift in -31i32..=0) {
