@@ -58,6 +58,51 @@ pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
     rounding_divide_by_pot(high, right)
 }
 
+/// One output channel's requantization with its constants worked out once: [`requantize`],
+/// then the output offset and the activation clamp, as the kernels finish every output.
+#[derive(Debug, Clone, Copy)]
+pub struct Requant {
+    multiplier: i32,
+    left: u32,
+    right: u32,
+    mask: i32,
+    half: i32,
+    offset: i32,
+    min: i32,
+    max: i32,
+}
+
+impl Requant {
+    /// For `multiplier` in `[0, 2^31)` and `shift` in `-31..=30` (as [`requantize`]), adding
+    /// `offset` and clamping to `[min, max]`.
+    #[inline(always)]
+    pub fn new(multiplier: i32, shift: i8, offset: i32, min: i8, max: i8) -> Self {
+        let right = (-(shift as i32)).clamp(0, 31) as u32;
+        let mask = ((1u32 << right) - 1) as i32;
+        Requant {
+            multiplier,
+            left: (shift as i32).clamp(0, 30) as u32,
+            right,
+            mask,
+            half: mask >> 1,
+            offset,
+            min: min as i32,
+            max: max as i32,
+        }
+    }
+
+    /// `clamp(requantize(acc, multiplier, shift) + offset, min, max)`.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i32 {
+        let x = acc.wrapping_shl(self.left) as i64 * self.multiplier as i64;
+        let x = ((x + (1 << 30)) >> 31) as i32;
+        // rounding_divide_by_pot(x, right) with the mask and half worked out.
+        let threshold = self.half + i32::from(x < 0);
+        let v = (x >> self.right) + i32::from((x & self.mask) > threshold);
+        (v + self.offset).clamp(self.min, self.max)
+    }
+}
+
 /// [`requantize`] written as TFLM's `MultiplyByQuantizedMultiplier`: the slow, obviously
 /// faithful twin it is tested against.
 pub fn requantize_reference(acc: i32, multiplier: i32, shift: i32) -> i32 {
@@ -178,6 +223,19 @@ mod tests {
             shift in -31i32..=30,
         ) {
             prop_assert_eq!(requantize(acc, m, shift), requantize_reference(acc, m, shift));
+        }
+
+        #[test]
+        fn requant_is_requantize_offset_and_clamp(
+            acc in prop_oneof![any::<i32>(), -300i32..300],
+            m in prop_oneof![Just(0i32), (1i32 << 30)..i32::MAX, 0..i32::MAX],
+            shift in -31i8..=30,
+            offset in -128i32..128,
+            (a, b) in (any::<i8>(), any::<i8>()),
+        ) {
+            let (min, max) = (a.min(b), a.max(b));
+            let want = (requantize_reference(acc, m, shift as i32) + offset).clamp(min as i32, max as i32);
+            prop_assert_eq!(Requant::new(m, shift, offset, min, max).apply(acc), want);
         }
 
         #[test]

@@ -10,7 +10,7 @@
 use super::conv2d::clip;
 use super::dot::{Patches, dot_x4, dot_x4_words};
 use super::{ConvParams, Dims, PerChannelQuant};
-use crate::quant::requantize;
+use crate::quant::Requant;
 
 /// The pooling fused after the convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +83,16 @@ pub const PATCH: usize = 160;
 /// One requantized, clamped convolution output through the optional table.
 #[inline(always)]
 fn finish(p: &ConvParams, lut: Option<&[i8; 256]>, multiplier: i32, shift: i8, acc: i32) -> i32 {
-    let v = p
-        .act
-        .apply(requantize(acc, multiplier, shift as i32) + p.output_offset);
+    let rq = Requant::new(multiplier, shift, p.output_offset, p.act.min, p.act.max);
+    through(lut, rq.apply(acc))
+}
+
+/// `v` (an int8 value) through the optional table.
+#[inline(always)]
+fn through(lut: Option<&[i8; 256]>, v: i32) -> i32 {
     match lut {
-        Some(t) => t[(v as i32 + 128) as usize] as i32,
-        None => v as i32,
+        Some(t) => t[(v + 128) as usize & 0xFF] as i32,
+        None => v,
     }
 }
 
@@ -120,30 +124,38 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
     }
 }
 
-/// The pooled output of one channel (its requantization `multiplier`, `shift`) from the
-/// accumulators of its four convolution windows.
+/// The pooled output of one channel (its requantization `rq`) from the accumulators of its
+/// four convolution windows.
 /// A max pool without a table requantizes only the largest accumulator: requantization, the
 /// offset and the clamp never decrease (multipliers are non-negative), so this equals the max
 /// of the four requantized values.
 #[inline(always)]
-pub(super) fn pool4(
-    p: &ConvParams,
-    lut: Option<&[i8; 256]>,
-    pool: Pool2x2,
-    multiplier: i32,
-    shift: i8,
-    acc: [i32; 4],
-) -> i8 {
-    let fin = |a| finish(p, lut, multiplier, shift, a);
+pub(super) fn pool4(rq: Requant, lut: Option<&[i8; 256]>, pool: Pool2x2, acc: [i32; 4]) -> i8 {
     (if pool == Pool2x2::Max && lut.is_none() {
-        fin(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
+        rq.apply(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
     } else {
-        let v = acc.map(fin);
+        // A loop, not a closure: `rq` stays in registers.
+        let mut v = [0i32; 4];
+        for (v, &a) in v.iter_mut().zip(&acc) {
+            *v = through(lut, rq.apply(a));
+        }
         match pool {
             Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
             Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
         }
     }) as i8
+}
+
+/// The requantization of output channel `oc`.
+#[inline(always)]
+pub(super) fn channel_requant(p: &ConvParams, q: &PerChannelQuant, oc: usize) -> Requant {
+    Requant::new(
+        q.multiplier[oc],
+        q.shift[oc],
+        p.output_offset,
+        p.act.min,
+        p.act.max,
+    )
 }
 
 /// Average of four values, rounded half away from zero.
@@ -371,7 +383,7 @@ fn patch_impl<const PADDED: bool>(
                         &mut acc,
                     ),
                 }
-                *o = pool4(p, lut, pool, q.multiplier[oc], q.shift[oc], acc);
+                *o = pool4(channel_requant(p, q, oc), lut, pool, acc);
             }
         }
     }

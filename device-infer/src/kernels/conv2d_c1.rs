@@ -9,7 +9,7 @@
 //! read straight from the strip, one `smlad` each on Armv7E-M (portable code elsewhere, the
 //! same integer sums), and the four windows of a pooled output share every weight pair.
 
-use super::conv2d_block::pool4;
+use super::conv2d_block::{channel_requant, pool4};
 use super::{ConvParams, Dims, PerChannelQuant, Pool2x2};
 
 /// Largest kernel side.
@@ -91,7 +91,7 @@ pub fn conv2d_pool2x2_s8_c1(
                     *w = lo | (hi << 16);
                 }
             }
-            let (m, sh) = (q.multiplier[oc], q.shift[oc]);
+            let rq = channel_requant(p, q, oc);
             for px in 0..out_dims.w {
                 let c0 = 2 * px;
                 let mut acc = [bias[oc]; 4];
@@ -108,7 +108,7 @@ pub fn conv2d_pool2x2_s8_c1(
                         acc[3] = smlad(pair_at(r1, c + 1), wp, acc[3]);
                     }
                 }
-                output[(py * out_dims.w + px) * out_dims.c + oc] = pool4(p, lut, pool, m, sh, acc);
+                output[(py * out_dims.w + px) * out_dims.c + oc] = pool4(rq, lut, pool, acc);
             }
         }
     }

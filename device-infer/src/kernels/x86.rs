@@ -25,6 +25,7 @@ use std::vec::Vec;
 
 use super::conv2d_block::{Pool2x2, pool4};
 use super::{Clamp, ConvParams, Dims, PerChannelQuant};
+use crate::quant::Requant;
 
 /// Whether the AVX2 kernels run on this CPU (checked once by std, then cached).
 pub fn available() -> bool {
@@ -363,16 +364,8 @@ fn pool_store(
         bytemuck::cast(_mm256_min_epi32(v, _mm256_set1_epi32(p.act.max as i32)))
     } else {
         let a = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
-        core::array::from_fn(|l| {
-            pool4(
-                p,
-                lut,
-                pool,
-                multiplier,
-                shift,
-                [a[0][l], a[1][l], a[2][l], a[3][l]],
-            ) as i32
-        })
+        let rq = Requant::new(multiplier, shift, p.output_offset, p.act.min, p.act.max);
+        core::array::from_fn(|l| pool4(rq, lut, pool, [a[0][l], a[1][l], a[2][l], a[3][l]]) as i32)
     };
     for (l, &v) in v.iter().enumerate().take(count) {
         if let Some(o) = out.get_mut(l * step) {
@@ -580,14 +573,14 @@ fn conv_pool_avx2(
                 } else {
                     let acc = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
                     for (l, o) in out.iter_mut().enumerate() {
-                        *o = pool4(
-                            p,
-                            lut,
-                            pool,
+                        let rq = Requant::new(
                             blk[8 + l],
                             blk[16 + l] as i8,
-                            [acc[0][l], acc[1][l], acc[2][l], acc[3][l]],
+                            p.output_offset,
+                            p.act.min,
+                            p.act.max,
                         );
+                        *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
                     }
                 }
             }
