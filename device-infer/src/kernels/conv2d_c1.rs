@@ -20,6 +20,9 @@ pub const C1_MAX_OC: usize = 8;
 /// pairs per kernel row whatever `kw`, against zero weights past the row).
 pub const C1_STRIP_W: usize = 40;
 const MAX_PAIRS: usize = C1_MAX_K.div_ceil(2);
+/// Most pooled columns: `2 * (C1_MAX_PW - 1) + 2 * MAX_PAIRS < C1_STRIP_W`.
+#[cfg(arm_dsp)]
+const C1_MAX_PW: usize = (C1_STRIP_W - 2 * MAX_PAIRS) / 2;
 
 /// Whether [`conv2d_pool2x2_s8_c1`] handles this layer.
 pub fn c1_fits(p: &ConvParams, in_dims: Dims, filter_dims: Dims, out_dims: Dims) -> bool {
@@ -57,6 +60,8 @@ pub fn conv2d_pool2x2_s8_c1(
     let n_oc = out_dims.c.min(C1_MAX_OC).min(bias.len());
     let used_w = (2 * out_dims.w + 2 * MAX_PAIRS).min(C1_STRIP_W);
     let mut strip = [[0i16; C1_STRIP_W]; C1_MAX_K + 1];
+    #[cfg(arm_dsp)]
+    let mut best = [0i32; C1_MAX_PW];
     for py in 0..out_dims.h {
         // Input rows 2 py - pad + r, r = 0..=kh, columns c - pad; 0 outside (the zero point
         // plus the offset).
@@ -92,6 +97,19 @@ pub fn conv2d_pool2x2_s8_c1(
                 }
             }
             let rq = channel_requant(p, q, oc);
+            // Armv7E-M, max pool, no table: the whole row of pooled outputs in one loop that
+            // keeps each one's largest window sum; requantized below (see `pool4`).
+            #[cfg(arm_dsp)]
+            if pool == Pool2x2::Max && lut.is_none() {
+                let n = out_dims.w.min(C1_MAX_PW);
+                dsp::row_max(&wt, &strip, n, kh, &mut best);
+                let b = bias[oc];
+                let row = &mut output[py * out_dims.w * out_dims.c..];
+                for (o, &m) in row.iter_mut().skip(oc).step_by(out_dims.c).zip(&best[..n]) {
+                    *o = rq.apply(m + b) as i8;
+                }
+                continue;
+            }
             for px in 0..out_dims.w {
                 let c0 = 2 * px;
                 let mut acc = [bias[oc]; 4];
@@ -130,11 +148,11 @@ fn pair_at(row: &[i16], c: usize) -> u32 {
     (row[c] as u16 as u32) | ((row[c + 1] as u16 as u32) << 16)
 }
 
-/// The Armv7E-M loop over the kernel rows of one filter.
+/// The Armv7E-M loops: over the kernel rows of one filter, and over a row of pooled outputs.
 #[cfg(arm_dsp)]
 #[allow(unsafe_code)]
 mod dsp {
-    use super::{C1_MAX_K, C1_STRIP_W, MAX_PAIRS};
+    use super::{C1_MAX_K, C1_MAX_PW, C1_STRIP_W, MAX_PAIRS};
     use core::arch::asm;
 
     /// `acc[w] += sum over rows ky < kh and pairs j < 3 of smlad(window pair, weight pair)`
@@ -209,5 +227,110 @@ mod dsp {
             );
         }
         *acc = [a0, a1, a2, a3];
+    }
+
+    /// For the pooled columns `px < n` of the strip's row: `best[px]` = the largest of the
+    /// four windows' sums (without the bias) of [`rows`], all kernel rows `ky < kh`. One loop
+    /// per row of outputs instead of one call per output: per column 17 instructions around
+    /// the 27 per kernel row.
+    #[inline(always)]
+    pub(super) fn row_max(
+        wt: &[[u32; MAX_PAIRS]; C1_MAX_K],
+        strip: &[[i16; C1_STRIP_W]; C1_MAX_K + 1],
+        n: usize,
+        kh: usize,
+        best: &mut [i32; C1_MAX_PW],
+    ) {
+        const _: () = assert!(2 * (C1_MAX_PW - 1) + 2 * MAX_PAIRS < C1_STRIP_W);
+        let kh = kh.min(C1_MAX_K);
+        let n = n.min(C1_MAX_PW);
+        if kh == 0 || n == 0 {
+            return;
+        }
+        // The loop's constants: first weight pair, kernel rows, how far the strip pointer moved
+        // over the rows minus the 4 bytes (2 columns) to the next pooled column, and where
+        // `best` ends.
+        let ctx: [usize; 4] = [
+            wt.as_ptr() as usize,
+            kh,
+            80 * kh - 4,
+            best[..n].as_ptr_range().end as usize,
+        ];
+        // SAFETY: for each column px < n (the loop stops when the output pointer reaches
+        // `ctx[3]`, one past best[n - 1], and n >= 1): reads `kh * 3` words of `wt`
+        // (kh <= C1_MAX_K rows of 3) and, per kernel row ky < kh, the words at byte offsets
+        // 0..=10 and 80..=90 from `&strip[ky][2 px]`: columns 2 px..=2 px + 6 of rows ky and
+        // ky + 1 <= C1_MAX_K, inside the strip because 2 (n - 1) + 6 < C1_STRIP_W (the const
+        // assert with n <= C1_MAX_PW). Writes best[px] for px < n, its register operands and
+        // the flags. Word loads at 2-byte alignment are allowed on Armv7-M for normal memory.
+        unsafe {
+            asm!(
+                "3:",
+                "movs {a0}, #0",
+                "movs {a1}, #0",
+                "movs {a2}, #0",
+                "movs {a3}, #0",
+                "ldr {wp}, [{ctx}]",
+                "ldr {k}, [{ctx}, #4]",
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #2]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #80]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #82]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}, #4]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #6]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #84]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #86]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "ldr {w}, [{wp}], #4",
+                "ldr {x}, [{xp}, #8]",
+                "smlad {a0}, {x}, {w}, {a0}",
+                "ldr {x}, [{xp}, #10]",
+                "smlad {a1}, {x}, {w}, {a1}",
+                "ldr {x}, [{xp}, #88]",
+                "smlad {a2}, {x}, {w}, {a2}",
+                "ldr {x}, [{xp}, #90]",
+                "smlad {a3}, {x}, {w}, {a3}",
+                "adds {xp}, #80",
+                "subs {k}, #1",
+                "bne 2b",
+                "cmp {a1}, {a0}",
+                "it gt",
+                "movgt {a0}, {a1}",
+                "cmp {a2}, {a0}",
+                "it gt",
+                "movgt {a0}, {a2}",
+                "cmp {a3}, {a0}",
+                "it gt",
+                "movgt {a0}, {a3}",
+                "str {a0}, [{out}], #4",
+                "ldr {w}, [{ctx}, #8]",
+                "subs {xp}, {xp}, {w}",
+                "ldr {w}, [{ctx}, #12]",
+                "cmp {out}, {w}",
+                "bne 3b",
+                ctx = in(reg) ctx.as_ptr(),
+                out = inout(reg) best.as_mut_ptr() => _,
+                xp = inout(reg) strip[0].as_ptr() => _,
+                wp = out(reg) _,
+                k = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                w = out(reg) _,
+                x = out(reg) _,
+                options(nostack),
+            );
+        }
     }
 }
