@@ -576,7 +576,13 @@ impl<'a> Model<'a> {
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
         let mut last = (0u8, 0usize);
         for i in 0..self.layers {
-            let l = self.layer(i)?;
+            // Borrowed where it was parsed: moving the ~100-byte layer out of the `Result`
+            // cost two copies and their stack on the Cortex-M.
+            let parsed = self.layer(i);
+            let l = match &parsed {
+                Ok(l) => l,
+                Err(e) => return Err(*e),
+            };
             let (src, dst) = if l.read == 0 {
                 (&*buf0, &mut *buf1)
             } else {
@@ -584,7 +590,7 @@ impl<'a> Model<'a> {
             };
             let x = &src[..l.input.len()];
             let y = &mut dst[..l.output.len()];
-            run_layer(&l, x, y);
+            run_layer(l, x, y);
             trace(i, y);
             last = (l.write, l.output.len());
         }

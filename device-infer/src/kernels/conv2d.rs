@@ -30,6 +30,8 @@ pub(crate) fn dot(xs: &[i8], ws: &[i8], offset: i32) -> i32 {
 /// - `input`: `in_dims.len()` values; `filter`: `out_dims.c` filters of `filter_dims`
 ///   (`[kh][kw][in_c]`, `filter_dims.c == in_dims.c`); `bias`, `q`: `out_dims.c` entries;
 /// - `out_dims` must be the window-output size of `in_dims` under `p` (validated at load).
+// A whole layer per call, in a frame of its own (not added to the model loop's stack).
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8(
     p: &ConvParams,

@@ -48,6 +48,8 @@ pub fn dense_s8(
 }
 
 /// [`dense_s8`] without the host SIMD path: what every microcontroller runs.
+// A whole layer per call, in a frame of its own (not added to the model loop's stack).
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub fn dense_s8_portable(
     input_offset: i32,

@@ -29,6 +29,8 @@ fn window(
 }
 
 /// Max pooling. `out_dims.c == in_dims.c`.
+// A whole layer per call, in a frame of its own (not added to the model loop's stack).
+#[inline(never)]
 pub fn maxpool2d_s8(
     p: &PoolParams,
     in_dims: Dims,
