@@ -31,7 +31,7 @@ impl Rng {
 const MAX_C: usize = 8;
 const MAX_HW: usize = 14;
 const MAX_K: usize = 6;
-const MAX_OC: usize = 8;
+const MAX_OC: usize = 20;
 const MAX_IN: usize = 160;
 /// Convolution output side with padding 2 on each side: 14 + 4 - 1 + 1.
 const MAX_CONV: usize = MAX_HW + 4;

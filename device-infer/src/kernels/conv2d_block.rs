@@ -8,6 +8,8 @@
 //! convolution outputs those kernels would produce.
 
 use super::conv2d::clip;
+#[cfg(arm_dsp)]
+use super::dot::{BLOCK, dot_x4_block};
 use super::dot::{Patches, dot_x4, dot_x4_words};
 use super::{ConvParams, Dims, PerChannelQuant};
 use crate::quant::Requant;
@@ -312,6 +314,8 @@ fn patch_impl<const PADDED: bool>(
     let words_only = PADDED && kvol_padded.is_multiple_of(4);
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
     let mut patches: Patches = [[pad; PATCH]; 4];
+    #[cfg(arm_dsp)]
+    let mut block_acc = [[0i32; 4]; BLOCK];
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
             let (iy0, ix0) = (
@@ -365,6 +369,23 @@ fn patch_impl<const PADDED: bool>(
                 }
             }
             let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
+            // Armv7E-M: the patches widened once per 16 values for a block of filters.
+            #[cfg(arm_dsp)]
+            if PADDED {
+                for (b, outs) in out.chunks_mut(BLOCK).enumerate() {
+                    let (o0, n) = (b * BLOCK, outs.len());
+                    let acc = &mut block_acc[..n];
+                    for (a, &bi) in acc.iter_mut().zip(&bias[o0..o0 + n]) {
+                        *a = [bi; 4];
+                    }
+                    let rows = &filter[o0 * kvol..(o0 + n) * kvol];
+                    dot_x4_block(&patches, rows, kvol, p.input_offset, acc);
+                    for (j, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
+                        *o = pool4(channel_requant(p, q, o0 + j), lut, pool, a);
+                    }
+                }
+                continue;
+            }
             for (oc, o) in out.iter_mut().enumerate() {
                 let mut acc = [bias[oc]; 4];
                 // Past `kvol` the patches hold the zero point (x + offset = 0), so reading the

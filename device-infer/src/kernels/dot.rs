@@ -69,6 +69,59 @@ pub(crate) fn dot_w2(x: &[i8], w0: &[i8], w1: &[i8], offset: i32) -> (i32, i32) 
     (a0, a1)
 }
 
+/// Output channels per pass of [`dot_x4_block`].
+#[cfg(arm_dsp)]
+pub(crate) const BLOCK: usize = 16;
+
+/// `acc[j][p] += sum_i (patches[p][i] + offset) * filter[j * kvol + i]` for `i < kvol`,
+/// every filter `j < acc.len()` (at most [`BLOCK`]; `filter` holds `acc.len() * kvol`
+/// values, `kvol <= PATCH`, and the patches hold the zero point, `x + offset = 0`, past
+/// `kvol`). Armv7E-M only.
+///
+/// The patches are widened to 16-bit pairs (offset added) 16 values at a time, once for all
+/// the filters, instead of once per filter as [`dot_x4`] does: per 4 values of a filter, one
+/// weight word split into two pairs and 4 windows x (`ldrd` + 2 `smlad`), 15 instructions
+/// for 16 MACs (26 in `dot_x4`). Reading a filter's chunk past `kvol` reads the next filter's
+/// first weights, times zero; only the last filter's last chunk is copied so nothing is read
+/// past `filter`.
+#[cfg(arm_dsp)]
+#[inline(always)]
+pub(crate) fn dot_x4_block(
+    patches: &Patches,
+    filter: &[i8],
+    kvol: usize,
+    offset: i32,
+    acc: &mut [[i32; 4]],
+) {
+    let n = acc.len().min(BLOCK);
+    let kvol = kvol.min(PATCH);
+    if n == 0 || kvol == 0 || filter.len() < n * kvol {
+        return;
+    }
+    let mut wide = [[0u32; 8]; 4];
+    for c in 0..kvol.div_ceil(16) {
+        dsp::widen_chunk(patches, c, offset, &mut wide);
+        let (at, total) = (16 * c, n * kvol);
+        // The filters j whose chunk, bytes j * kvol + at .. + 16, lies inside `filter` (all but
+        // the last when kvol >= 16, fewer for smaller filters); the others from a copy.
+        let inside = match total.checked_sub(at + 16) {
+            Some(room) => (room / kvol + 1).min(n),
+            None => 0,
+        };
+        if inside > 0 {
+            dsp::chunk(&filter[at..total], kvol, &wide, &mut acc[..inside]);
+        }
+        for j in inside..n {
+            // at < kvol (c < kvol / 16 rounded up), so the chunk starts inside `filter`.
+            let start = j * kvol + at;
+            let src = &filter[start..total.min(start + 16)];
+            let mut w = [0i8; 16];
+            w[..src.len()].copy_from_slice(src);
+            dsp::chunk(&w, kvol, &wide, &mut acc[j..j + 1]);
+        }
+    }
+}
+
 /// The `smlad` paths. They handle whole words (4 values) and return how many values they
 /// consumed; the caller finishes the tail.
 #[cfg(arm_dsp)]
@@ -213,6 +266,124 @@ mod dsp {
         }
         *acc = [a0, a1, a2, a3];
         4 * words
+    }
+
+    /// Values `16 c..16 c + 16` of each patch as 16-bit pairs with the offset added, in the
+    /// order `sxtb16` splits a weight word: per 4 values, `(x0, x2)` then `(x1, x3)`.
+    #[inline(always)]
+    pub(super) fn widen_chunk(patches: &Patches, c: usize, offset: i32, wide: &mut [[u32; 8]; 4]) {
+        let off = lanes(offset);
+        for (w, p) in wide.iter_mut().zip(patches) {
+            let p = p.get(16 * c..16 * c + 16).unwrap_or(&[0; 16]);
+            for (pair, g) in w.chunks_exact_mut(2).zip(0..4) {
+                let v = word(p, g);
+                pair[0] = sxtab16(off, v);
+                pair[1] = sxtab16_ror8(off, v);
+            }
+        }
+    }
+
+    /// For each `j < acc.len()`: the 16 weights at `w[j * kvol..]` against the widened chunk,
+    /// added to `acc[j]` (4 windows). `w` must hold `(acc.len() - 1) * kvol + 16` values.
+    #[inline(always)]
+    pub(super) fn chunk(w: &[i8], kvol: usize, wide: &[[u32; 8]; 4], acc: &mut [[i32; 4]]) {
+        let n = acc.len();
+        if n == 0 || kvol > 0xFFFF || n > 0xFFFF || w.len() < (n - 1) * kvol + 16 {
+            return;
+        }
+        // The filter stride in the low half, the filters left in the high half.
+        let sc = (kvol | (n << 16)) as u32;
+        // SAFETY: for each of the n filters j (the loop runs while the count in the high half
+        // of `sc` is at least 1, and it starts at n >= 1): reads the words at byte offsets
+        // 0, 4, 8, 12 from `w + j * kvol` (inside `w`: (n - 1) * kvol + 16 <= w.len(), checked
+        // above; unaligned word loads are allowed on Armv7-M for normal memory), the 128 bytes
+        // of `wide` (word-aligned, as `ldrd` needs), and reads then writes the 16 bytes of
+        // acc[j] (`ldm` / `stmia`, word-aligned i32s). Writes r0-r3, its other register
+        // operands and the flags.
+        unsafe {
+            asm!(
+                "2:",
+                "ldm {ap}, {{r0, r1, r2, r3}}",
+                "ldr {w}, [{wp}]",
+                "sxtb16 {w13}, {w}, ror #8",
+                "sxtb16 {w}, {w}",
+                "ldrd {x02}, {x13}, [{xp}]",
+                "smlad r0, {x02}, {w}, r0",
+                "smlad r0, {x13}, {w13}, r0",
+                "ldrd {x02}, {x13}, [{xp}, #32]",
+                "smlad r1, {x02}, {w}, r1",
+                "smlad r1, {x13}, {w13}, r1",
+                "ldrd {x02}, {x13}, [{xp}, #64]",
+                "smlad r2, {x02}, {w}, r2",
+                "smlad r2, {x13}, {w13}, r2",
+                "ldrd {x02}, {x13}, [{xp}, #96]",
+                "smlad r3, {x02}, {w}, r3",
+                "smlad r3, {x13}, {w13}, r3",
+                "ldr {w}, [{wp}, #4]",
+                "sxtb16 {w13}, {w}, ror #8",
+                "sxtb16 {w}, {w}",
+                "ldrd {x02}, {x13}, [{xp}, #8]",
+                "smlad r0, {x02}, {w}, r0",
+                "smlad r0, {x13}, {w13}, r0",
+                "ldrd {x02}, {x13}, [{xp}, #40]",
+                "smlad r1, {x02}, {w}, r1",
+                "smlad r1, {x13}, {w13}, r1",
+                "ldrd {x02}, {x13}, [{xp}, #72]",
+                "smlad r2, {x02}, {w}, r2",
+                "smlad r2, {x13}, {w13}, r2",
+                "ldrd {x02}, {x13}, [{xp}, #104]",
+                "smlad r3, {x02}, {w}, r3",
+                "smlad r3, {x13}, {w13}, r3",
+                "ldr {w}, [{wp}, #8]",
+                "sxtb16 {w13}, {w}, ror #8",
+                "sxtb16 {w}, {w}",
+                "ldrd {x02}, {x13}, [{xp}, #16]",
+                "smlad r0, {x02}, {w}, r0",
+                "smlad r0, {x13}, {w13}, r0",
+                "ldrd {x02}, {x13}, [{xp}, #48]",
+                "smlad r1, {x02}, {w}, r1",
+                "smlad r1, {x13}, {w13}, r1",
+                "ldrd {x02}, {x13}, [{xp}, #80]",
+                "smlad r2, {x02}, {w}, r2",
+                "smlad r2, {x13}, {w13}, r2",
+                "ldrd {x02}, {x13}, [{xp}, #112]",
+                "smlad r3, {x02}, {w}, r3",
+                "smlad r3, {x13}, {w13}, r3",
+                "ldr {w}, [{wp}, #12]",
+                "sxtb16 {w13}, {w}, ror #8",
+                "sxtb16 {w}, {w}",
+                "ldrd {x02}, {x13}, [{xp}, #24]",
+                "smlad r0, {x02}, {w}, r0",
+                "smlad r0, {x13}, {w13}, r0",
+                "ldrd {x02}, {x13}, [{xp}, #56]",
+                "smlad r1, {x02}, {w}, r1",
+                "smlad r1, {x13}, {w13}, r1",
+                "ldrd {x02}, {x13}, [{xp}, #88]",
+                "smlad r2, {x02}, {w}, r2",
+                "smlad r2, {x13}, {w13}, r2",
+                "ldrd {x02}, {x13}, [{xp}, #120]",
+                "smlad r3, {x02}, {w}, r3",
+                "smlad r3, {x13}, {w13}, r3",
+                "stmia {ap}!, {{r0, r1, r2, r3}}",
+                "uxtah {wp}, {wp}, {sc}",
+                "sub {sc}, {sc}, #0x10000",
+                "cmp {sc}, #0x10000",
+                "bhs 2b",
+                ap = inout(reg) acc.as_mut_ptr() => _,
+                wp = inout(reg) w.as_ptr() => _,
+                sc = inout(reg) sc => _,
+                xp = in(reg) wide.as_ptr(),
+                w = out(reg) _,
+                w13 = out(reg) _,
+                x02 = out(reg) _,
+                x13 = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
     }
 
     #[inline(always)]
