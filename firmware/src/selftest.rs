@@ -31,6 +31,11 @@ impl Rng {
 const MAX_C: usize = 8;
 const MAX_HW: usize = 14;
 const MAX_K: usize = 6;
+/// Output channels: past one 16-filter block of the Cortex-M4 patch path there; the
+/// micro:bit's 16 KB of RAM holds 8.
+#[cfg(feature = "microbit")]
+const MAX_OC: usize = 8;
+#[cfg(not(feature = "microbit"))]
 const MAX_OC: usize = 20;
 const MAX_IN: usize = 160;
 /// Convolution output side with padding 2 on each side: 14 + 4 - 1 + 1.
