@@ -184,6 +184,79 @@ pub struct Layer<'a> {
     pub write: u8,
 }
 
+/// The optional kernels (device-infer features) one layer needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerNeeds {
+    /// `conv`: a convolution without fused pooling.
+    pub conv: bool,
+    /// `pool`: a standalone pooling layer.
+    pub pool: bool,
+    /// `large-filters`: a fused conv+pool the patch (and, on Armv7E-M, one-channel) kernels
+    /// do not take.
+    pub large_filters: bool,
+}
+
+impl LayerNeeds {
+    fn of(kind: Kind, filter_volume: usize, input_offset: i32, c1_fits: bool) -> Self {
+        let patch_fits =
+            filter_volume <= kernels::conv2d_block::PATCH && (-128..=127).contains(&-input_offset);
+        LayerNeeds {
+            conv: kind == Kind::Conv2d(None),
+            pool: matches!(kind, Kind::MaxPool | Kind::AvgPool),
+            // The dispatcher's order: one-channel (Armv7E-M), patch, per-channel.
+            large_filters: matches!(kind, Kind::Conv2d(Some(_)))
+                && !patch_fits
+                && !(cfg!(arm_dsp) && c1_fits),
+        }
+    }
+
+    /// The optional kernels in this build.
+    pub const BUILT: LayerNeeds = LayerNeeds {
+        conv: cfg!(feature = "conv"),
+        pool: cfg!(feature = "pool"),
+        large_filters: cfg!(feature = "large-filters"),
+    };
+
+    /// The first needed kernel this build lacks, as the message `Model::from_bytes` gives.
+    fn missing(&self) -> Option<&'static str> {
+        self.missing_from(Self::BUILT)
+    }
+
+    fn missing_from(&self, built: LayerNeeds) -> Option<&'static str> {
+        if self.conv && !built.conv {
+            Some("convolution without pooling: this build lacks device-infer feature `conv`")
+        } else if self.pool && !built.pool {
+            Some("pooling layer: this build lacks device-infer feature `pool`")
+        } else if self.large_filters && !built.large_filters {
+            Some(
+                "filter too large for the patch kernel: this build lacks device-infer feature `large-filters`",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// Either's needs.
+    pub fn or(self, other: LayerNeeds) -> LayerNeeds {
+        LayerNeeds {
+            conv: self.conv || other.conv,
+            pool: self.pool || other.pool,
+            large_filters: self.large_filters || other.large_filters,
+        }
+    }
+
+    /// The device-infer feature names needed.
+    pub fn features(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.conv, "conv"),
+            (self.pool, "pool"),
+            (self.large_filters, "large-filters"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+    }
+}
+
 /// A validated device model over borrowed bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
@@ -439,6 +512,24 @@ impl<'a> Model<'a> {
         if has_lut && !matches!(kind, Kind::Conv2d(_) | Kind::Dense) {
             return Err(bad("lookup table on a pooling layer"));
         }
+        let needs = LayerNeeds::of(kind, kernel[0] * kernel[1] * input.c, input_offset, {
+            let fd = Dims {
+                h: kernel[0],
+                w: kernel[1],
+                c: input.c,
+            };
+            let p = ConvParams {
+                input_offset,
+                output_offset,
+                stride,
+                padding,
+                act,
+            };
+            kernels::conv2d_c1::c1_fits(&p, input, fd, output)
+        });
+        if let Some(feature) = needs.missing() {
+            return Err(bad(feature));
+        }
         Ok(Layer {
             kind,
             input,
@@ -457,6 +548,31 @@ impl<'a> Model<'a> {
             read: field(60)?,
             write: field(61)?,
         })
+    }
+
+    /// The optional kernels this model needs on a target like this build's (a firmware for
+    /// an Armv7E-M part needs no `large-filters` for a one-channel first layer; computed on
+    /// the host, the answer is the portable one, which never asks for less).
+    pub fn kernel_features(&self) -> LayerNeeds {
+        (0..self.layers)
+            .filter_map(|i| self.layer(i).ok())
+            .fold(LayerNeeds::default(), |acc, l| {
+                let vol = l.kernel[0] * l.kernel[1] * l.input.c;
+                let fd = Dims {
+                    h: l.kernel[0],
+                    w: l.kernel[1],
+                    c: l.input.c,
+                };
+                let p = ConvParams {
+                    input_offset: l.input_offset,
+                    output_offset: l.output_offset,
+                    stride: l.stride,
+                    padding: l.padding,
+                    act: l.act,
+                };
+                let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, fd, l.output);
+                acc.or(LayerNeeds::of(l.kind, vol, l.input_offset, c1))
+            })
     }
 
     /// Bytes of arena [`run`](Self::run) needs.
@@ -626,6 +742,7 @@ fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
             &p, &q, l.input, x, filter, l.weights, l.bias, l.lut, pool, l.output, y,
         ),
         Kind::Conv2d(None) => {
+            #[cfg(feature = "conv")]
             kernels::conv2d_s8(&p, &q, l.input, x, filter, l.weights, l.bias, l.output, y);
             apply_lut(l.lut, y);
         }
@@ -649,11 +766,14 @@ fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
                 padding: l.padding,
                 act: l.act,
             };
+            #[cfg(feature = "pool")]
             if l.kind == Kind::MaxPool {
                 kernels::maxpool2d_s8(&pp, l.input, x, l.output, y)
             } else {
                 kernels::avgpool2d_s8(&pp, l.input, x, l.output, y)
             }
+            #[cfg(not(feature = "pool"))]
+            let _ = pp;
         }
     }
 }
@@ -790,6 +910,54 @@ pub(crate) mod tests {
         );
         assert_eq!(out, want);
         assert_eq!(argmax(&out), argmax(&want));
+    }
+
+    #[test]
+    fn optional_kernels_are_named_by_the_layers_that_need_them() {
+        let conv_pool = Kind::Conv2d(Some(Pool2x2::Max));
+        // LeNet's layers need none; an unfused conv, a pool and a 400-value filter each one.
+        assert_eq!(
+            LayerNeeds::of(conv_pool, 150, 128, false),
+            LayerNeeds::default()
+        );
+        assert_eq!(
+            LayerNeeds::of(Kind::Dense, 400, 128, false),
+            LayerNeeds::default()
+        );
+        let conv = LayerNeeds::of(Kind::Conv2d(None), 9, 0, false);
+        let pool = LayerNeeds::of(Kind::AvgPool, 4, 0, false);
+        let large = LayerNeeds::of(conv_pool, 400, 0, false);
+        // An input zero point outside int8 cannot pad the int8 patches.
+        assert!(LayerNeeds::of(conv_pool, 25, -200, false).large_filters);
+        assert_eq!(
+            conv.or(pool).or(large).features().collect::<Vec<_>>(),
+            ["conv", "pool", "large-filters"]
+        );
+        let none = LayerNeeds::default();
+        for (needs, feature) in [
+            (conv, "`conv`"),
+            (pool, "`pool`"),
+            (large, "`large-filters`"),
+        ] {
+            let e = needs.missing_from(none).unwrap();
+            assert!(e.contains(feature), "{e}");
+            assert_eq!(needs.missing_from(needs), None);
+        }
+        // This test build has them all, and the test model needs what its layers are.
+        assert_eq!(LayerNeeds::BUILT, conv.or(pool).or(large));
+        let bytes = AlignedBytes::new(&write(&spec()));
+        let m = Model::from_bytes(bytes.as_bytes()).unwrap();
+        let kinds: Vec<Kind> = (0..m.layers())
+            .map(|i| m.layer_at(i).unwrap().kind)
+            .collect();
+        let needs = m.kernel_features();
+        assert_eq!(needs.conv, kinds.contains(&Kind::Conv2d(None)));
+        assert_eq!(
+            needs.pool,
+            kinds
+                .iter()
+                .any(|k| matches!(k, Kind::MaxPool | Kind::AvgPool))
+        );
     }
 
     #[test]

@@ -256,6 +256,21 @@ pub fn layer_macs(m: &Model) -> Result<Vec<u64>> {
         .collect()
 }
 
+/// The firmware's cargo features: the board, the self-test if asked, and the optional
+/// device-infer kernels the model needs (the rest stay out of flash, as TFLM's op resolver
+/// keeps unused kernels out).
+pub fn firmware_features(cfg: &Config, model: &[u8]) -> Result<String> {
+    let aligned = device_infer::writer::AlignedBytes::new(model);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.model.display()))?;
+    let mut features = vec![cfg.board.name];
+    if cfg.selftest {
+        features.push("selftest");
+    }
+    features.extend(m.kernel_features().features());
+    Ok(features.join(","))
+}
+
 /// Builds the firmware for `cfg.board` and returns a private copy of the ELF (the build
 /// directory is shared; a lock keeps two deploys from swapping each other's firmware).
 pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
@@ -271,11 +286,7 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&cfg.target_dir)?;
     let lock = std::fs::File::create(cfg.target_dir.join("lenet-firmware.lock"))?;
     lock.lock()?;
-    let features = if cfg.selftest {
-        format!("{},selftest", cfg.board.name)
-    } else {
-        cfg.board.name.to_string()
-    };
+    let features = firmware_features(cfg, &std::fs::read(&model)?)?;
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--target"])
         .arg(cfg.board.target)

@@ -231,6 +231,9 @@ pub fn conv2d_pool2x2_s8(
             output,
         )
     } else {
+        // Without the `large-filters` feature nothing is computed here (the output is left as
+        // it is); `Model::from_bytes` refuses such layers in that build.
+        #[cfg(feature = "large-filters")]
         conv2d_pool2x2_s8_per_channel(
             p,
             q,
@@ -243,7 +246,7 @@ pub fn conv2d_pool2x2_s8(
             pool,
             out_dims,
             output,
-        )
+        );
     }
 }
 
