@@ -12,7 +12,7 @@
 //! `vphaddd` tree into one vector of 8 accumulators, and [`requantize8`] applies
 //! [`requantize`](crate::quant::requantize) to all 8 lanes.
 //!
-//! Scratch (the widened image, weights and patches) lives in a per-thread buffer that only
+//! Scratch (the widened image and weights, the dense input) lives in a per-thread buffer that only
 //! grows: the host has a heap, the device path never comes here.
 
 // The target-feature functions are safe; calling them needs `unsafe` until AVX2 is known to be
@@ -38,7 +38,7 @@ struct Scratch {
     /// Filters in blocks of 8 output channels, chunk-major: `[block][chunk][row]`, 16 i16 per
     /// vector.
     weights: Vec<[__m256i; 8]>,
-    patches: Vec<__m256i>,
+    vector: Vec<__m256i>,
     quant: Vec<i32>,
 }
 
@@ -202,15 +202,26 @@ fn hsum8(a: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(lo, hi)
 }
 
-/// `sum_k x[k] * w_o[k]` for the 8 rows `o` of `w` (chunk-major, see [`Scratch::weights`]),
-/// as one vector of 8 lanes.
+/// One window's sums for the 8 filters of a block: kernel row `ky` is `run16` values of
+/// `image` from `ky * row_stride`, against the filters' widened row `ky`, `rk` vectors of
+/// `w` (chunk-major, see [`Scratch::weights`]). One vector of 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot8_i16(x: &[__m256i], w: &[[__m256i; 8]]) -> __m256i {
+fn dot8_rows(
+    image: &[i16],
+    row_stride: usize,
+    run16: usize,
+    w: &[[__m256i; 8]],
+    rk: usize,
+) -> __m256i {
     let mut acc = [_mm256_setzero_si256(); 8];
-    for (&xv, w) in x.iter().zip(w) {
-        for (a, &w) in acc.iter_mut().zip(w) {
-            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, w));
+    for (ky, w) in w.chunks_exact(rk.max(1)).enumerate() {
+        let row = &image[ky * row_stride..][..run16];
+        for (x, w) in row.chunks_exact(16).zip(w) {
+            let xv = load16(x);
+            for (a, &w) in acc.iter_mut().zip(w) {
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, w));
+            }
         }
     }
     hsum8(&acc)
@@ -452,6 +463,12 @@ fn c1_rows<const NP: usize>(
     let (image, wp, kh) = (rows.image, rows.wp, rows.kh.min(C1_MAX_KH));
     let oc = out_dims.c;
     let mut v = [[[_mm256_setzero_si256(); NP]; 2]; C1_MAX_KH + 1];
+    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
+    let offset = _mm256_set1_epi32(p.output_offset);
+    let (lo, hi) = (
+        _mm256_set1_epi32(p.act.min as i32),
+        _mm256_set1_epi32(p.act.max as i32),
+    );
     for py in 0..out_dims.h {
         for px in (0..out_dims.w).step_by(8) {
             let count = (out_dims.w - px).min(8);
@@ -477,7 +494,23 @@ fn c1_rows<const NP: usize>(
                     }
                 }
                 let (m, sh) = (q.multiplier[o], q.shift[o]);
-                pool_store(p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
+                if max_no_lut {
+                    // Requantization is monotonic (see `pool4`): pool the accumulators.
+                    let best = _mm256_max_epi32(
+                        _mm256_max_epi32(acc[0], acc[1]),
+                        _mm256_max_epi32(acc[2], acc[3]),
+                    );
+                    let r = requantize8(best, _mm256_set1_epi32(m), _mm256_set1_epi32(sh as i32));
+                    let r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, offset), lo), hi);
+                    let r: [i32; 8] = bytemuck::cast(r);
+                    for (px_out, &r) in out.chunks_exact_mut(oc).zip(&r[..count]) {
+                        if let Some(b) = px_out.get_mut(o) {
+                            *b = r as i8;
+                        }
+                    }
+                } else {
+                    pool_store(p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
+                }
             }
         }
     }
@@ -506,52 +539,39 @@ fn conv_pool_avx2(
     let (kh, kw) = (filter_dims.h, filter_dims.w);
     let (sy, sx) = (p.stride[0], p.stride[1]);
     let kvol = filter_dims.len();
-    let k16 = kvol.next_multiple_of(16);
     let oc = out_dims.c;
     let blocks = oc.div_ceil(8);
 
     let wp = pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims);
     let image = &s.image[..];
 
-    // Filters widened to i16, zero-padded to whole vectors (so whatever the patches hold past
-    // `kvol` adds nothing), in blocks of 8 output channels (rows past `oc` all zero).
-    let nk = k16 / 16;
+    // Filters widened to i16, each kernel row (`kw * c` values, contiguous in the input too)
+    // zero-padded to whole vectors, so a window's row is read straight from the image (what
+    // the padding lanes read there adds nothing); in blocks of 8 output channels (rows past
+    // `oc` all zero).
+    let run = kw * c;
+    let rk = run.div_ceil(16);
+    let nk = kh * rk;
     let weights = grow(&mut s.weights, blocks * nk);
     weights.fill(bytemuck::Zeroable::zeroed());
     for (o, w8) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
         let blk = &mut weights[o / 8 * nk..][..nk];
-        for (v, w8) in blk.iter_mut().zip(w8.chunks(16)) {
-            v[o % 8] = load_i8x16(w8);
+        for (vs, w8) in blk.chunks_exact_mut(rk).zip(w8.chunks_exact(run.max(1))) {
+            for (v, w8) in vs.iter_mut().zip(w8.chunks(16)) {
+                v[o % 8] = load_i8x16(w8);
+            }
         }
     }
     let quant = grow(&mut s.quant, blocks * 24);
     block_quant(quant, q, bias);
 
-    // Four patches (the windows of one pooled output), each nk vectors plus one of slack.
-    let plen = nk + 1;
-    let patches = grow(&mut s.patches, 4 * plen);
-    let run = kw * c;
-    let run16 = run.next_multiple_of(16);
+    let (row_stride, run16) = (wp * c, rk * 16);
     let max_no_lut = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
-            for (patch, (dy, dx)) in
-                patches
-                    .chunks_exact_mut(plen)
-                    .zip([(0, 0), (0, 1), (1, 0), (1, 1)])
-            {
-                let patch: &mut [i16] = bytemuck::cast_slice_mut(patch);
-                let base = ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c;
-                // Rows in order, each copied in whole vectors: a row's overshoot is
-                // overwritten by the next row, the last one's lands past `kvol`.
-                for ky in 0..kh {
-                    let src = &image[base + ky * wp * c..][..run16];
-                    let dst = &mut patch[ky * run..][..run16];
-                    for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-                        store16(d, load16(s));
-                    }
-                }
-            }
+            // The four windows' first values in the padded image.
+            let bases = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c);
             let out = &mut output[(py * out_dims.w + px) * oc..][..oc];
             for ((blk, wblk), out) in quant
                 .chunks_exact(24)
@@ -560,8 +580,9 @@ fn conv_pool_avx2(
             {
                 let b = load_i32x8(blk);
                 let mut acc = [_mm256_setzero_si256(); 4];
-                for (a, patch) in acc.iter_mut().zip(patches.chunks_exact(plen)) {
-                    *a = _mm256_add_epi32(b, dot8_i16(&patch[..nk], wblk));
+                for (a, &base) in acc.iter_mut().zip(&bases) {
+                    let window = &image[base..];
+                    *a = _mm256_add_epi32(b, dot8_rows(window, row_stride, run16, wblk, rk));
                 }
                 if max_no_lut {
                     // Requantization is monotonic (see `pool4`): pool the accumulators.
@@ -609,7 +630,7 @@ fn dense_avx2(
     let k16 = n.next_multiple_of(16);
     // The input widened and offset, zero past `n`: a row's last chunk may read into the next
     // row (or is zero-padded for the last row), which then adds nothing.
-    let xs = grow(&mut s.patches, k16 / 16);
+    let xs = grow(&mut s.vector, k16 / 16);
     let x: &mut [i16] = bytemuck::cast_slice_mut(xs);
     x.fill(0);
     widen(&mut x[..n], input, input_offset);
