@@ -10,7 +10,7 @@ use crate::quant::requantize;
 ///
 /// Same arithmetic as the reference, as dot products over contiguous rows, two rows per pass
 /// so each input word is loaded once for both (two MACs per `smlad` on a Cortex-M4). On an
-/// x86-64 host with AVX2, [`x86::dense_s8`](super::x86::dense_s8).
+/// x86-64 host with AVX2, `kernels::x86::dense_s8`.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_s8(
     input_offset: i32,
