@@ -210,6 +210,24 @@ impl LayerNeeds {
         }
     }
 
+    /// What a layer needs (the dispatcher's choice for its shape and quantization).
+    pub fn of_layer(l: &Layer) -> Self {
+        let filter = Dims {
+            h: l.kernel[0],
+            w: l.kernel[1],
+            c: l.input.c,
+        };
+        let p = ConvParams {
+            input_offset: l.input_offset,
+            output_offset: l.output_offset,
+            stride: l.stride,
+            padding: l.padding,
+            act: l.act,
+        };
+        let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, filter, l.output);
+        Self::of(l.kind, filter.len(), l.input_offset, c1)
+    }
+
     /// The optional kernels in this build.
     pub const BUILT: LayerNeeds = LayerNeeds {
         conv: cfg!(feature = "conv"),
@@ -512,25 +530,7 @@ impl<'a> Model<'a> {
         if has_lut && !matches!(kind, Kind::Conv2d(_) | Kind::Dense) {
             return Err(bad("lookup table on a pooling layer"));
         }
-        let needs = LayerNeeds::of(kind, kernel[0] * kernel[1] * input.c, input_offset, {
-            let fd = Dims {
-                h: kernel[0],
-                w: kernel[1],
-                c: input.c,
-            };
-            let p = ConvParams {
-                input_offset,
-                output_offset,
-                stride,
-                padding,
-                act,
-            };
-            kernels::conv2d_c1::c1_fits(&p, input, fd, output)
-        });
-        if let Some(feature) = needs.missing() {
-            return Err(bad(feature));
-        }
-        Ok(Layer {
+        let layer = Layer {
             kind,
             input,
             output,
@@ -547,7 +547,11 @@ impl<'a> Model<'a> {
             lut,
             read: field(60)?,
             write: field(61)?,
-        })
+        };
+        match LayerNeeds::of_layer(&layer).missing() {
+            Some(feature) => Err(bad(feature)),
+            None => Ok(layer),
+        }
     }
 
     /// The optional kernels this model needs on a target like this build's (a firmware for
@@ -557,21 +561,7 @@ impl<'a> Model<'a> {
         (0..self.layers)
             .filter_map(|i| self.layer(i).ok())
             .fold(LayerNeeds::default(), |acc, l| {
-                let vol = l.kernel[0] * l.kernel[1] * l.input.c;
-                let fd = Dims {
-                    h: l.kernel[0],
-                    w: l.kernel[1],
-                    c: l.input.c,
-                };
-                let p = ConvParams {
-                    input_offset: l.input_offset,
-                    output_offset: l.output_offset,
-                    stride: l.stride,
-                    padding: l.padding,
-                    act: l.act,
-                };
-                let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, fd, l.output);
-                acc.or(LayerNeeds::of(l.kind, vol, l.input_offset, c1))
+                acc.or(LayerNeeds::of_layer(&l))
             })
     }
 
