@@ -381,6 +381,9 @@ impl<'a> Model<'a> {
             if l.input != prev {
                 return bad("input shape differs from the previous layer's output");
             }
+            if let Some(feature) = LayerNeeds::of_layer(&l).missing() {
+                return bad(feature);
+            }
             if l.read != prev_buf || l.write > 1 || l.read == l.write {
                 return bad("arena buffers");
             }
@@ -548,10 +551,7 @@ impl<'a> Model<'a> {
             read: field(60)?,
             write: field(61)?,
         };
-        match LayerNeeds::of_layer(&layer).missing() {
-            Some(feature) => Err(bad(feature)),
-            None => Ok(layer),
-        }
+        Ok(layer)
     }
 
     /// The optional kernels this model needs on a target like this build's (a firmware for
@@ -933,8 +933,43 @@ pub(crate) mod tests {
             assert!(e.contains(feature), "{e}");
             assert_eq!(needs.missing_from(needs), None);
         }
-        // This test build has them all, and the test model needs what its layers are.
-        assert_eq!(LayerNeeds::BUILT, conv.or(pool).or(large));
+        // A model with an unfused conv and a standalone pool loads where the build has both
+        // kernels (the default features) and is refused, naming a feature, where it does not
+        // (`cargo test -p device-infer --no-default-features`, run by CI).
+        let mut with_pool = spec();
+        let c = &mut with_pool.layers[0];
+        c.kind = Kind::Conv2d(None);
+        c.output = Dims { h: 6, w: 6, c: 2 };
+        let pool_layer = LayerSpec {
+            kind: Kind::MaxPool,
+            input: Dims { h: 6, w: 6, c: 2 },
+            output: Dims { h: 3, w: 3, c: 2 },
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            input_offset: 128,
+            output_offset: -128,
+            act: Clamp::NONE,
+            weights: Vec::new(),
+            bias: Vec::new(),
+            multiplier: Vec::new(),
+            shift: Vec::new(),
+            lut: None,
+        };
+        with_pool.layers.insert(1, pool_layer);
+        let bytes = AlignedBytes::new(&write(&with_pool));
+        match Model::from_bytes(bytes.as_bytes()) {
+            Ok(m) => {
+                assert!(LayerNeeds::BUILT.conv && LayerNeeds::BUILT.pool);
+                assert_eq!(m.kernel_features(), conv.or(pool));
+            }
+            Err(e) => {
+                assert!(!(LayerNeeds::BUILT.conv && LayerNeeds::BUILT.pool), "{e}");
+                let e = e.to_string();
+                assert!(e.contains("device-infer feature `"), "{e}");
+            }
+        }
+        // The test model needs what its layers are.
         let bytes = AlignedBytes::new(&write(&spec()));
         let m = Model::from_bytes(bytes.as_bytes()).unwrap();
         let kinds: Vec<Kind> = (0..m.layers())
