@@ -13,10 +13,14 @@ pub struct Part {
     pub ram: usize,
 }
 
-/// Code size of the runtime and firmware glue reserved in flash (the int8 issue's budget).
-pub const CODE_RESERVE: usize = 6 * 1024;
-/// RAM reserved for the stack and the firmware's own statics.
-pub const STACK_RESERVE: usize = 1024;
+/// Code reserved in flash for the runtime and the firmware glue: measured, not the 6 KB the
+/// issues aim for. `export deploy` of LeNet5-like on the Cortex-M4 with every optional kernel
+/// built: `.text` 19,256 bytes (14,568 with only the kernels it needs; 9,972 on the M0).
+pub const CODE_RESERVE: usize = 20 * 1024;
+/// RAM reserved for the stack and the firmware's own statics: the measured high-water mark of
+/// `export deploy` on the Cortex-M4 was 2,012 bytes for LeNet5-like and 2,564 with the kernel
+/// self-test (every kernel, larger shapes).
+pub const STACK_RESERVE: usize = 2560;
 
 /// The built-in table, smallest first.
 pub const PARTS: &[Part] = &[
