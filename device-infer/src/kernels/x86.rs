@@ -343,8 +343,9 @@ fn pad_image(
     wp
 }
 
-/// Stores the pooled outputs of one channel: `lanes` holds the four windows' accumulators of
-/// up to 8 pooled outputs; output `l` goes to `out[l * step]`.
+/// Stores the pooled outputs of one channel through the general `pool4` (a table, an average
+/// pool): `acc` holds the four windows' accumulators of up to 8 pooled outputs; output `l`
+/// goes to `out[l * step]`, `l < count`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -359,28 +360,12 @@ fn pool_store(
     step: usize,
     count: usize,
 ) {
-    let v: [i32; 8] = if pool == Pool2x2::Max && lut.is_none() {
-        // Requantization is monotonic (see `pool4`): pool the accumulators.
-        let m = _mm256_max_epi32(
-            _mm256_max_epi32(acc[0], acc[1]),
-            _mm256_max_epi32(acc[2], acc[3]),
-        );
-        let v = requantize8(
-            m,
-            _mm256_set1_epi32(multiplier),
-            _mm256_set1_epi32(shift as i32),
-        );
-        let v = _mm256_add_epi32(v, _mm256_set1_epi32(p.output_offset));
-        let v = _mm256_max_epi32(v, _mm256_set1_epi32(p.act.min as i32));
-        bytemuck::cast(_mm256_min_epi32(v, _mm256_set1_epi32(p.act.max as i32)))
-    } else {
-        let a = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
-        let rq = Requant::new(multiplier, shift, p.output_offset, p.act.min, p.act.max);
-        core::array::from_fn(|l| pool4(rq, lut, pool, [a[0][l], a[1][l], a[2][l], a[3][l]]) as i32)
-    };
-    for (l, &v) in v.iter().enumerate().take(count) {
+    let [a0, a1, a2, a3] = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
+    let rq = Requant::new(multiplier, shift, p.output_offset, p.act.min, p.act.max);
+    let windows = a0.into_iter().zip(a1).zip(a2).zip(a3).take(count);
+    for (l, (((w0, w1), w2), w3)) in windows.enumerate() {
         if let Some(o) = out.get_mut(l * step) {
-            *o = v as i8;
+            *o = pool4(rq, lut, pool, [w0, w1, w2, w3]);
         }
     }
 }
