@@ -668,7 +668,7 @@ impl<'a> Model<'a> {
 
     /// The body of [`run_in_place`](Self::run_in_place), not generic: compiled once, in this
     /// crate (with its optimisation settings), in a frame of its own.
-    #[cfg_attr(arm_dsp, inline(never))]
+    #[inline(never)]
     fn run_dyn<'b>(
         &self,
         arena: &'b mut [i8],

@@ -216,19 +216,26 @@ pub struct ElfSizes {
     pub bss: u64,
     /// The vector table.
     pub vector_table: u64,
+    /// The part of `.text` in device-infer's own functions (what it inlines into the
+    /// firmware's functions counts as the firmware's).
+    pub runtime_text: u64,
 }
 
 /// Reads the allocated sections' sizes.
 pub fn elf_sizes(path: &Path) -> Result<ElfSizes> {
-    use object::{Object, ObjectSection};
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolSection};
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = object::File::parse(&*bytes)
         .with_context(|| format!("{}: not an ELF file", path.display()))?;
     let mut s = ElfSizes::default();
+    let mut text_index = None;
     for sec in file.sections() {
         let size = sec.size();
         match sec.name().unwrap_or("") {
-            ".text" => s.text += size,
+            ".text" => {
+                s.text += size;
+                text_index = Some(sec.index());
+            }
             ".rodata" => s.rodata += size,
             ".data" => s.data += size,
             ".bss" | ".uninit" => s.bss += size,
@@ -236,6 +243,15 @@ pub fn elf_sizes(path: &Path) -> Result<ElfSizes> {
             _ => {}
         }
     }
+    // Mangled names hold the crate name as `12device_infer` (legacy and v0 schemes alike).
+    s.runtime_text = file
+        .symbols()
+        .filter(|sym| {
+            text_index.is_some_and(|t| sym.section() == SymbolSection::Section(t))
+                && sym.name().is_ok_and(|n| n.contains("12device_infer"))
+        })
+        .map(|sym| sym.size())
+        .sum();
     Ok(s)
 }
 
@@ -543,6 +559,13 @@ impl Report {
             flash - self.digit_bytes.min(flash),
             self.model_bytes,
             (flash - self.digit_bytes.min(flash)).saturating_sub(self.model_bytes)
+        );
+        let _ = writeln!(
+            s,
+            "code: .text {} = device-infer {} + firmware, core library and startup {}",
+            z.text,
+            z.runtime_text,
+            z.text.saturating_sub(z.runtime_text)
         );
         let ram = z.data + z.bss + self.run.stack_hwm;
         let _ = writeln!(
