@@ -224,7 +224,11 @@ impl LayerNeeds {
             padding: l.padding,
             act: l.act,
         };
-        let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, filter, l.output);
+        let pool = match l.kind {
+            Kind::Conv2d(Some(pool)) => pool,
+            _ => Pool2x2::Max,
+        };
+        let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, filter, l.output, pool, l.lut);
         Self::of(l.kind, filter.len(), l.input_offset, c1)
     }
 

@@ -201,7 +201,7 @@ pub fn conv2d_pool2x2_s8(
         return;
     }
     // One input channel: the strip variant, where it pays (two MACs per `smlad`).
-    if cfg!(arm_dsp) && super::conv2d_c1::c1_fits(p, in_dims, filter_dims, out_dims) {
+    if cfg!(arm_dsp) && super::conv2d_c1::c1_fits(p, in_dims, filter_dims, out_dims, pool, lut) {
         super::conv2d_c1::conv2d_pool2x2_s8_c1(
             p,
             q,
@@ -500,7 +500,7 @@ mod tests {
             prop_assert_eq!(&fused, &unfused);
             prop_assert_eq!(&per_channel, &unfused);
             prop_assert_eq!(&patched, &unfused);
-            if crate::kernels::conv2d_c1::c1_fits(&p, in_dims, fd, out_dims) {
+            if crate::kernels::conv2d_c1::c1_fits(&p, in_dims, fd, out_dims, pool, lut) {
                 let mut strip = vec![0i8; out_dims.len()];
                 crate::kernels::conv2d_c1::conv2d_pool2x2_s8_c1(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut strip);
                 prop_assert_eq!(&strip, &unfused);

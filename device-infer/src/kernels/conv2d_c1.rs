@@ -9,7 +9,9 @@
 //! read straight from the strip, one `smlad` each on Armv7E-M (portable code elsewhere, the
 //! same integer sums), and the four windows of a pooled output share every weight pair.
 
-use super::conv2d_block::{channel_requant, pool4};
+use super::conv2d_block::channel_requant;
+#[cfg(not(arm_dsp))]
+use super::conv2d_block::pool4;
 use super::{ConvParams, Dims, PerChannelQuant, Pool2x2};
 
 /// Largest kernel side.
@@ -24,14 +26,23 @@ const MAX_PAIRS: usize = C1_MAX_K.div_ceil(2);
 #[cfg(arm_dsp)]
 const C1_MAX_PW: usize = (C1_STRIP_W - 2 * MAX_PAIRS) / 2;
 
-/// Whether [`conv2d_pool2x2_s8_c1`] handles this layer.
-pub fn c1_fits(p: &ConvParams, in_dims: Dims, filter_dims: Dims, out_dims: Dims) -> bool {
+/// Whether [`conv2d_pool2x2_s8_c1`] handles this layer. On Armv7E-M only a max pool without
+/// a table (the patch kernel takes the others: the firmware carries one loop here, not two).
+pub fn c1_fits(
+    p: &ConvParams,
+    in_dims: Dims,
+    filter_dims: Dims,
+    out_dims: Dims,
+    pool: Pool2x2,
+    lut: Option<&[i8; 256]>,
+) -> bool {
     in_dims.c == 1
         && p.stride == [1, 1]
         && (1..=C1_MAX_K).contains(&filter_dims.h)
         && (1..=C1_MAX_K).contains(&filter_dims.w)
         && out_dims.c <= C1_MAX_OC
         && 2 * out_dims.w + 2 * MAX_PAIRS <= C1_STRIP_W
+        && (!cfg!(arm_dsp) || (pool == Pool2x2::Max && lut.is_none()))
 }
 
 /// One-channel convolution + optional table + 2x2/2 pooling (see the module docs); the
@@ -97,10 +108,12 @@ pub fn conv2d_pool2x2_s8_c1(
                 }
             }
             let rq = channel_requant(p, q, oc);
-            // Armv7E-M, max pool, no table: the whole row of pooled outputs in one loop that
-            // keeps each one's largest window sum; requantized below (see `pool4`).
+            // Armv7E-M (max pool, no table: `c1_fits`): the whole row of pooled outputs in
+            // one loop that keeps each one's largest window sum, requantized after (see
+            // `pool4`).
             #[cfg(arm_dsp)]
-            if pool == Pool2x2::Max && lut.is_none() {
+            {
+                let _ = (lut, pool);
                 let n = out_dims.w.min(C1_MAX_PW);
                 dsp::row_max(&wt, &strip, n, kh, &mut best);
                 let b = bias[oc];
@@ -108,14 +121,11 @@ pub fn conv2d_pool2x2_s8_c1(
                 for (o, &m) in row.iter_mut().skip(oc).step_by(out_dims.c).zip(&best[..n]) {
                     *o = rq.apply(m + b) as i8;
                 }
-                continue;
             }
+            #[cfg(not(arm_dsp))]
             for px in 0..out_dims.w {
                 let c0 = 2 * px;
                 let mut acc = [bias[oc]; 4];
-                #[cfg(arm_dsp)]
-                dsp::rows(&wt, &strip, c0, kh, &mut acc);
-                #[cfg(not(arm_dsp))]
                 for (ky, w) in wt.iter().enumerate().take(kh) {
                     let (r0, r1) = (&strip[ky], &strip[ky + 1]);
                     for (j, &wp) in w.iter().enumerate().take(pairs) {
@@ -192,54 +202,6 @@ mod dsp {
 
     use super::{C1_MAX_K, C1_MAX_PW, C1_STRIP_W, MAX_PAIRS};
     use core::arch::asm;
-
-    /// `acc[w] += sum over rows ky < kh and pairs j < 3 of smlad(window pair, weight pair)`
-    /// for the four windows (dy, dx) at strip column `c0 + dx`, row `ky + dy`: 27
-    /// instructions per kernel row for 4 windows x 6 MACs (zero weights past the row).
-    #[inline(always)]
-    pub(super) fn rows(
-        wt: &[[u32; MAX_PAIRS]; C1_MAX_K],
-        strip: &[[i16; C1_STRIP_W]; C1_MAX_K + 1],
-        c0: usize,
-        kh: usize,
-        acc: &mut [i32; 4],
-    ) {
-        const _: () = assert!(
-            MAX_PAIRS == 3 && C1_STRIP_W == 40,
-            "the loop reads 3 pairs per row and steps rows by 80 bytes"
-        );
-        let kh = kh.min(C1_MAX_K);
-        if kh == 0 || c0 + 2 * MAX_PAIRS >= C1_STRIP_W {
-            return;
-        }
-        let [mut a0, mut a1, mut a2, mut a3] = *acc;
-        let xp = strip[0][c0..].as_ptr();
-        // SAFETY: reads `kh * 3` words of `wt` (kh <= C1_MAX_K rows of 3) and, for each row
-        // ky < kh, the words at byte offsets 0..=10 and 80..=90 from `&strip[ky][c0]`: columns
-        // c0..=c0 + 6 of rows ky and ky + 1 <= C1_MAX_K, inside the strip because
-        // c0 + 6 < C1_STRIP_W (checked above). Word loads at 2-byte alignment are allowed on
-        // Armv7-M for normal memory. Writes only its register operands and the flags.
-        unsafe {
-            asm!(
-                "2:",
-                kernel_row!(),
-                "adds {xp}, #80",
-                "subs {n}, #1",
-                "bne 2b",
-                wp = inout(reg) wt.as_ptr() => _,
-                xp = inout(reg) xp => _,
-                n = inout(reg) kh => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                w = out(reg) _,
-                x = out(reg) _,
-                options(nostack, readonly),
-            );
-        }
-        *acc = [a0, a1, a2, a3];
-    }
 
     /// For the pooled columns `px < n` of the strip's row: `best[px]` = the largest of the
     /// four windows' sums (without the bias) of [`rows`], all kernel rows `ky < kh`. One loop
