@@ -108,16 +108,22 @@ pub(crate) fn dot_x4_block(
             Some(room) => (room / kvol + 1).min(n),
             None => 0,
         };
-        if inside > 0 {
-            dsp::chunk(&filter[at..total], kvol, &wide, &mut acc[..inside]);
-        }
-        for j in inside..n {
-            // at < kvol (c < kvol / 16 rounded up), so the chunk starts inside `filter`.
-            let start = j * kvol + at;
-            let src = &filter[start..total.min(start + 16)];
-            let mut w = [0i8; 16];
-            w[..src.len()].copy_from_slice(src);
-            dsp::chunk(&w, kvol, &wide, &mut acc[j..j + 1]);
+        // One call site for both cases (the loop is inlined: one copy of it in flash).
+        let mut w: [i8; 16];
+        let mut j = 0;
+        while j < n {
+            let (src, count) = if j == 0 && inside > 0 {
+                (&filter[at..total], inside)
+            } else {
+                // at < kvol (c < kvol / 16 rounded up): the chunk starts inside `filter`.
+                let start = j * kvol + at;
+                let part = &filter[start..total.min(start + 16)];
+                w = [0; 16];
+                w[..part.len()].copy_from_slice(part);
+                (&w[..], 1)
+            };
+            dsp::chunk(src, kvol, &wide, &mut acc[j..j + count]);
+            j += count;
         }
     }
 }
