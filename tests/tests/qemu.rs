@@ -77,7 +77,7 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
             r.run.stack_hwm
         );
         assert!(r.sizes.rodata >= r.model_bytes + r.digit_bytes);
-        // Code (harness included) without the kernels the model does not use: 14.6 KB on the
+        // Code (harness included) without the kernels the model does not use: 13.4 KB on the
         // M4, 10.7 KB on the M0 when written.
         assert!(r.sizes.text < 16 * 1024, "{board}: .text {}", r.sizes.text);
         assert!(text.contains("instructions per MAC: "), "{text}");
