@@ -82,8 +82,8 @@ pub(crate) const BLOCK: usize = 16;
 /// the filters, instead of once per filter as [`dot_x4`] does: per 4 values of a filter, one
 /// weight word split into two pairs and 4 windows x (`ldrd` + 2 `smlad`), 15 instructions
 /// for 16 MACs (26 in `dot_x4`). Reading a filter's chunk past `kvol` reads the next filter's
-/// first weights, times zero; only the last filter's last chunk is copied so nothing is read
-/// past `filter`.
+/// first weights, times zero; a chunk that would run past the end of `filter` (the last
+/// filter's last one, more for filters under 16 values) is copied into a zero-padded buffer.
 #[cfg(arm_dsp)]
 #[inline(always)]
 pub(crate) fn dot_x4_block(
