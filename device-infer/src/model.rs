@@ -944,22 +944,8 @@ pub(crate) mod tests {
         let c = &mut with_pool.layers[0];
         c.kind = Kind::Conv2d(None);
         c.output = Dims { h: 6, w: 6, c: 2 };
-        let pool_layer = LayerSpec {
-            kind: Kind::MaxPool,
-            input: Dims { h: 6, w: 6, c: 2 },
-            output: Dims { h: 3, w: 3, c: 2 },
-            kernel: [2, 2],
-            stride: [2, 2],
-            padding: [0, 0],
-            input_offset: 128,
-            output_offset: -128,
-            act: Clamp::NONE,
-            weights: Vec::new(),
-            bias: Vec::new(),
-            multiplier: Vec::new(),
-            shift: Vec::new(),
-            lut: None,
-        };
+        let dims = (Dims { h: 6, w: 6, c: 2 }, Dims { h: 3, w: 3, c: 2 });
+        let pool_layer = LayerSpec::pool(Kind::MaxPool, dims, [2, 2], [2, 2], [0, 0], -128);
         with_pool.layers.insert(1, pool_layer);
         let bytes = AlignedBytes::new(&write(&with_pool));
         let loaded = Model::from_bytes(bytes.as_bytes());

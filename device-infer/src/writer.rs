@@ -40,6 +40,36 @@ pub struct LayerSpec {
     pub lut: Option<[i8; 256]>,
 }
 
+impl LayerSpec {
+    /// A standalone pooling layer (`kind` `MaxPool` or `AvgPool`): no constants, the output
+    /// keeps the input's quantization (`zero_point`).
+    pub fn pool(
+        kind: Kind,
+        (input, output): (Dims, Dims),
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        zero_point: i8,
+    ) -> Self {
+        LayerSpec {
+            kind,
+            input,
+            output,
+            kernel,
+            stride,
+            padding,
+            input_offset: -(zero_point as i32),
+            output_offset: zero_point as i32,
+            act: Clamp::NONE,
+            weights: Vec::new(),
+            bias: Vec::new(),
+            multiplier: Vec::new(),
+            shift: Vec::new(),
+            lut: None,
+        }
+    }
+}
+
 /// A whole model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {

@@ -402,15 +402,7 @@ fn cmd_quantize(
             .with_context(|| format!("cannot write {}", path.display()))?;
         let inputs: Vec<Vec<f32>> = (0..n_test).map(|i| to_f32(splits.test.image(i))).collect();
         let theirs = export::parity::tract_int8_outputs(&path, &g.input_shape, &inputs)?;
-        let (mut max_lsb, mut agree) = (0i32, 0usize);
-        for (a, b) in ours_int8.iter().zip(&theirs) {
-            max_lsb = a
-                .iter()
-                .zip(b)
-                .map(|(&x, &y)| (x as i32 - y as i32).abs())
-                .fold(max_lsb, i32::max);
-            agree += usize::from(device_infer::argmax(a) == device_infer::argmax(b));
-        }
+        let (max_lsb, agree) = export::parity::int8_agreement(&ours_int8, &theirs);
         println!(
             "int8 ONNX {}: tract 0.23 vs device-infer on {n_test} test images: max difference {max_lsb} LSB, argmax agrees {agree}/{n_test} ({:.2}%)",
             path.display(),

@@ -123,6 +123,22 @@ pub fn check(onnx: &Path, sample: &ParitySample) -> Result<Parity> {
     Ok(p)
 }
 
+/// Two runtimes' int8 outputs for the same inputs: the largest difference in LSB and on how
+/// many inputs they pick the same class.
+pub fn int8_agreement(ours: &[Vec<i8>], theirs: &[Vec<i8>]) -> (i32, usize) {
+    ours.iter()
+        .zip(theirs)
+        .fold((0, 0), |(max_lsb, agree), (a, b)| {
+            let lsb = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| (x as i32 - y as i32).abs())
+                .fold(max_lsb, i32::max);
+            let same = device_infer::argmax(a) == device_infer::argmax(b);
+            (lsb, agree + usize::from(same))
+        })
+}
+
 /// Runs an int8 ONNX model (float input `[1, ...]`, int8 output) through tract on each input.
 pub fn tract_int8_outputs(
     onnx: &Path,

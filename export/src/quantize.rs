@@ -593,22 +593,14 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
             }
             Kind::MaxPool | Kind::AvgPool => {
                 let (kernel, stride, padding) = s.pool.context("pool geometry")?;
-                LayerSpec {
-                    kind: s.kind,
-                    input,
-                    output,
+                LayerSpec::pool(
+                    s.kind,
+                    (input, output),
                     kernel,
                     stride,
                     padding,
-                    input_offset: -(in_q.zero_point as i32),
-                    output_offset: in_q.zero_point as i32,
-                    act: Clamp::NONE,
-                    weights: Vec::new(),
-                    bias: Vec::new(),
-                    multiplier: Vec::new(),
-                    shift: Vec::new(),
-                    lut: None,
-                }
+                    in_q.zero_point,
+                )
             }
         };
         // Pools keep their input's quantization.

@@ -115,19 +115,9 @@ fn independent_int8_run_agrees_on_the_full_test_set() {
         &inputs,
     )
     .unwrap();
-    let mut arena = vec![0i8; m.arena_len()];
-    let mut x = vec![0i8; 784];
-    let (mut max_lsb, mut agree) = (0, 0);
-    for (i, t) in theirs.iter().enumerate() {
-        m.quantize_input(test.image(i), &mut x).unwrap();
-        let ours = m.run(&x, &mut arena).unwrap();
-        max_lsb = ours
-            .iter()
-            .zip(t)
-            .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .fold(max_lsb, i32::max);
-        agree += usize::from(device_infer::argmax(ours) == device_infer::argmax(t));
-    }
+    let pixels: Vec<&[u8]> = (0..n).map(|i| test.image(i)).collect();
+    let ours = export::deploy::host_outputs(&m, &pixels).unwrap();
+    let (max_lsb, agree) = export::parity::int8_agreement(&ours, &theirs);
     eprintln!(
         "tract int8 vs device-infer on {n} test digits: max {max_lsb} LSB, argmax {agree}/{n} ({:.2}%)",
         100.0 * agree as f64 / n as f64

@@ -131,19 +131,9 @@ fn int8_onnx_in_tract_matches_device_infer_within_one_lsb() {
     let n = 300;
     let inputs: Vec<Vec<f32>> = (0..n).map(|i| f32s(d.test.image(i))).collect();
     let theirs = export::parity::tract_int8_outputs(&path, &g.input_shape, &inputs).unwrap();
-    let mut arena = vec![0i8; m.arena_len()];
-    let mut x = vec![0i8; 784];
-    let (mut max_lsb, mut agree) = (0, 0);
-    for (i, t) in theirs.iter().enumerate() {
-        m.quantize_input(d.test.image(i), &mut x).unwrap();
-        let ours = m.run(&x, &mut arena).unwrap();
-        max_lsb = ours
-            .iter()
-            .zip(t)
-            .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .fold(max_lsb, i32::max);
-        agree += usize::from(device_infer::argmax(ours) == device_infer::argmax(t));
-    }
+    let pixels: Vec<&[u8]> = (0..n).map(|i| d.test.image(i)).collect();
+    let ours = export::deploy::host_outputs(&m, &pixels).unwrap();
+    let (max_lsb, agree) = export::parity::int8_agreement(&ours, &theirs);
     std::fs::remove_dir_all(&dir).ok();
     eprintln!("tract int8 vs device-infer on {n} images: max {max_lsb} LSB, argmax {agree}/{n}");
     // One float rounding (tract) against two (TFLM's rule) can differ by 1 LSB in a hidden
