@@ -7,13 +7,14 @@
 //!
 //! How: inputs are widened once to i16 with the input offset added (`x + offset` lies in
 //! `-383..=382`), weights to i16 or sign-extended on load; `vpmaddwd` multiplies 16 pairs and
-//! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). Eight output
-//! channels (or dense rows) run at once over one input patch, their lanes are summed with a
-//! `vphaddd` tree into one vector of 8 accumulators, and [`requantize8`] applies
+//! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). Eight filters
+//! (or dense rows) run at once over a window's kernel rows (or the dense input), their lanes
+//! summed with a `vphaddd` tree into one vector of 8 accumulators; a one-channel first layer
+//! instead puts 8 pooled columns in the lanes. [`requantize8`] applies
 //! [`requantize`](crate::quant::requantize) to all 8 lanes.
 //!
-//! Scratch (the widened image and weights, the dense input) lives in a per-thread buffer that only
-//! grows: the host has a heap, the device path never comes here.
+//! Scratch (the widened image and weights, the dense input) lives in a per-thread buffer that
+//! only grows: the host has a heap, the device path never comes here.
 
 // The target-feature functions are safe; calling them needs `unsafe` until AVX2 is known to be
 // present, which the two entry points check first.
