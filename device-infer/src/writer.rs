@@ -1,5 +1,5 @@
 //! Host side: serialises a quantized model into the device format (`std` feature). It lives
-//! beside the reader so the two cannot drift; `export quantize` fills a [`ModelSpec`].
+//! beside the reader so the two cannot drift; `export quantize` fills a [`ModelSpec`](crate::writer::ModelSpec).
 
 extern crate std;
 use std::vec::Vec;

@@ -10,7 +10,7 @@
 //! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). Eight filters
 //! (or dense rows) run at once over a window's kernel rows (or the dense input), their lanes
 //! summed with a `vphaddd` tree into one vector of 8 accumulators; a one-channel first layer
-//! instead puts 8 pooled columns in the lanes. [`requantize8`] applies
+//! instead puts 8 pooled columns in the lanes. `requantize8` applies
 //! [`requantize`](crate::quant::requantize) to all 8 lanes.
 //!
 //! Scratch (the widened image and weights, the dense input) lives in a per-thread buffer that
