@@ -13,6 +13,7 @@ use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
 use device_infer::{Error, Model, argmax};
 
+mod mem;
 #[cfg(feature = "selftest")]
 mod selftest;
 
