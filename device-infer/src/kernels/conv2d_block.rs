@@ -133,18 +133,21 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
 /// of the four requantized values.
 #[inline(always)]
 pub(super) fn pool4(rq: Requant, lut: Option<&[i8; 256]>, pool: Pool2x2, acc: [i32; 4]) -> i8 {
-    (if pool == Pool2x2::Max && lut.is_none() {
-        rq.apply(acc[0].max(acc[1]).max(acc[2]).max(acc[3]))
+    if pool == Pool2x2::Max && lut.is_none() {
+        rq.apply(acc[0].max(acc[1]).max(acc[2]).max(acc[3])) as i8
     } else {
-        // A loop, not a closure: `rq` stays in registers.
-        let mut v = [0i32; 4];
-        for (v, &a) in v.iter_mut().zip(&acc) {
-            *v = through(lut, rq.apply(a));
-        }
-        match pool {
-            Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
-            Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
-        }
+        pool4_any(rq, lut, pool, acc)
+    }
+}
+
+/// [`pool4`] with a table or an average: each window requantized (and looked up) first. Out
+/// of line: one copy in flash for every call site of the max pool's fast path.
+#[inline(never)]
+fn pool4_any(rq: Requant, lut: Option<&[i8; 256]>, pool: Pool2x2, acc: [i32; 4]) -> i8 {
+    let v = acc.map(|a| through(lut, rq.apply(a)));
+    (match pool {
+        Pool2x2::Max => v[0].max(v[1]).max(v[2]).max(v[3]),
+        Pool2x2::Avg => avg4(v[0] + v[1] + v[2] + v[3]),
     }) as i8
 }
 

@@ -3,9 +3,9 @@
 
 use super::dot::dot_w2;
 use super::{Clamp, PerChannelQuant};
-use crate::quant::requantize;
 #[cfg(any(arm_dsp, test))]
 use crate::quant::Requant;
+use crate::quant::requantize;
 
 /// `output[o] = clamp(requantize(bias[o] + sum_i (input[i] + input_offset) * w[o][i]) +
 /// output_offset)`. `weights` holds `output.len() * input.len()` values.
@@ -113,7 +113,14 @@ pub fn dense_s8_rows4(
             if chunks > 1 || g == 0 {
                 widen(&input[4 * w0..4 * w1], input_offset, &mut wide);
             }
-            dot_rows4(&wide[..2 * (w1 - w0)], weights, n, [a, b, s], 4 * w0, &mut acc);
+            dot_rows4(
+                &wide[..2 * (w1 - w0)],
+                weights,
+                n,
+                [a, b, s],
+                4 * w0,
+                &mut acc,
+            );
         }
         for (i, &x) in input.iter().enumerate().skip(4 * words) {
             let x = x as i32 + input_offset;
@@ -142,7 +149,7 @@ fn widen(x: &[i8], offset: i32, wide: &mut [u32]) {
 
 /// `acc[k] += sum_i x_i * w[row_k][col + i]` over the widened values `x` (`x.len() / 2`
 /// words of 4 inputs), rows `(a, a + s, b, b + s)` of the `[rows][n]` weights, for `[a, b, s]`.
-#[cfg(not(arm_dsp))]
+#[cfg(all(test, not(arm_dsp)))]
 fn dot_rows4(x: &[u32], w: &[i8], n: usize, [a, b, s]: [usize; 3], col: usize, acc: &mut [i32; 4]) {
     let lo = |v: u32| v as u16 as i16 as i32;
     let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
@@ -163,10 +170,7 @@ fn dot_rows4(x: &[u32], w: &[i8], n: usize, [a, b, s]: [usize; 3], col: usize, a
 fn dot_rows4(x: &[u32], w: &[i8], n: usize, [a, b, s]: [usize; 3], col: usize, acc: &mut [i32; 4]) {
     use core::arch::asm;
     let words = x.len() / 2;
-    if words == 0
-        || !x.as_ptr().is_aligned()
-        || (a.max(b) + s) * n + col + 4 * words > w.len()
-    {
+    if words == 0 || !x.as_ptr().is_aligned() || (a.max(b) + s) * n + col + 4 * words > w.len() {
         return;
     }
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
