@@ -90,7 +90,6 @@ pub fn dense_s8_rows4(
         return;
     }
     let words = n / 4;
-    let chunks = words.div_ceil(DENSE_CHUNK / 4);
     let mut wide = [0u32; DENSE_CHUNK / 2];
     let mut g = 0;
     while g < rows {
@@ -106,34 +105,44 @@ pub fn dense_s8_rows4(
             }
         };
         let idx = [a, a + s, b, b + s];
-        let mut acc = idx.map(|r| bias[r]);
-        for c in 0..chunks {
-            let w0 = c * DENSE_CHUNK / 4;
-            let w1 = (w0 + DENSE_CHUNK / 4).min(words);
-            if chunks > 1 || g == 0 {
+        let mut acc = [bias[a], bias[a + s], bias[b], bias[b + s]];
+        // The input a chunk at a time (widened once when it fits one chunk).
+        let mut w0 = 0;
+        while w0 < words {
+            let w1 = words.min(w0 + DENSE_CHUNK / 4);
+            if g == 0 || words > DENSE_CHUNK / 4 {
                 widen(&input[4 * w0..4 * w1], input_offset, &mut wide);
             }
-            dot_rows4(
-                &wide[..2 * (w1 - w0)],
-                weights,
-                n,
-                [a, b, s],
-                4 * w0,
-                &mut acc,
-            );
+            dot_rows4(&wide[..2 * (w1 - w0)], weights, n, [a, b, s], 4 * w0, &mut acc);
+            w0 = w1;
         }
-        for (i, &x) in input.iter().enumerate().skip(4 * words) {
-            let x = x as i32 + input_offset;
-            for (acc, &r) in acc.iter_mut().zip(&idx) {
-                *acc += x * weights[r * n + i] as i32;
-            }
+        if n > 4 * words {
+            tail(input, input_offset, weights, 4 * words, idx, &mut acc);
         }
-        for (&r, &acc) in idx.iter().zip(&acc) {
-            let rq = Requant::new(q.multiplier[r], q.shift[r], output_offset, act.min, act.max);
-            output[r] = rq.apply(acc) as i8;
+        for k in 0..4 {
+            output[idx[k]] = finish(q, idx[k], acc[k], output_offset, act);
         }
         g = a + 4;
     }
+}
+
+/// `acc[k] += sum (x_i + offset) * w[idx[k]][i]` for the inputs `i >= from` (fewer than 4).
+#[cfg(any(arm_dsp, test))]
+#[inline(never)]
+fn tail(x: &[i8], offset: i32, w: &[i8], from: usize, idx: [usize; 4], acc: &mut [i32; 4]) {
+    let n = x.len();
+    for (acc, r) in acc.iter_mut().zip(idx) {
+        for (&x, &w) in x[from..].iter().zip(&w[r * n + from..]) {
+            *acc += (x as i32 + offset) * w as i32;
+        }
+    }
+}
+
+/// Output `r` from its accumulator: requantized, offset, clamped.
+#[cfg(any(arm_dsp, test))]
+#[inline(never)]
+fn finish(q: &PerChannelQuant, r: usize, acc: i32, offset: i32, act: Clamp) -> i8 {
+    Requant::new(q.multiplier[r], q.shift[r], offset, act.min, act.max).apply(acc) as i8
 }
 
 /// `x` (a multiple of 4 values) as 16-bit pairs `(x0 + offset, x2 + offset)`,
