@@ -32,6 +32,9 @@ fn main() {
     };
     let memory = fs::read(format!("boards/{board}.x")).expect("board memory map");
     fs::write(out.join("memory.x"), memory).expect("write memory.x");
+    // cortex-m-rt's `device` feature: the firmware gives its own (one-entry) interrupt table
+    // instead of the generic 240 (the M4) or 32 entries; no device handlers to alias.
+    fs::write(out.join("device.x"), "/* no device interrupts */\n").expect("write device.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=boards");

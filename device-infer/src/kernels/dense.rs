@@ -113,7 +113,14 @@ pub fn dense_s8_rows4(
             if g == 0 || words > DENSE_CHUNK / 4 {
                 widen(&input[4 * w0..4 * w1], input_offset, &mut wide);
             }
-            dot_rows4(&wide[..2 * (w1 - w0)], weights, n, [a, b, s], 4 * w0, &mut acc);
+            dot_rows4(
+                &wide[..2 * (w1 - w0)],
+                weights,
+                n,
+                [a, b, s],
+                4 * w0,
+                &mut acc,
+            );
             w0 = w1;
         }
         if n > 4 * words {
