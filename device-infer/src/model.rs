@@ -125,17 +125,31 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     })
 }
 
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+/// Little-endian fields of a fixed-size record (the header or a layer entry): one bounds
+/// check for the record, none per field.
+struct Fields<'b, const N: usize>(&'b [u8; N]);
+
+impl<const N: usize> Fields<'_, N> {
+    fn u8(&self, o: usize) -> u8 {
+        self.0[o]
+    }
+    fn u16(&self, o: usize) -> usize {
+        u16::from_le_bytes([self.0[o], self.0[o + 1]]) as usize
+    }
+    fn u32(&self, o: usize) -> u32 {
+        u32::from_le_bytes([self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]])
+    }
 }
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+
+/// The `N`-byte record at `at`, if the bytes hold it.
+fn record<const N: usize>(b: &[u8], at: usize) -> Option<Fields<'_, N>> {
+    b.get(at..at.checked_add(N)?)?.try_into().ok().map(Fields)
 }
-fn i32_at(b: &[u8], o: usize) -> Option<i32> {
-    Some(i32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn i8_at(b: &[u8], o: usize) -> Option<i8> {
-    b.get(o).map(|&v| v as i8)
+
+/// [`window_out`] in one place in flash (validation calls it six times).
+#[inline(never)]
+fn out_size(input: usize, k: usize, stride: usize, pads: usize) -> Option<usize> {
+    window_out(input, k, stride, pads)
 }
 
 /// What a layer computes.
@@ -314,26 +328,26 @@ impl<'a> Model<'a> {
     /// Parses and validates a model. After `Ok`, [`run`](Self::run) cannot fail on the
     /// model's account.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        if bytes.len() < HEADER_LEN || bytes.get(0..4) != Some(&MAGIC[..]) {
-            return Err(Error::NotAModel);
-        }
-        let h = |o| u32_at(bytes, o).ok_or(Error::NotAModel);
-        let version = u16_at(bytes, 4).ok_or(Error::NotAModel)?;
+        let h: Fields<HEADER_LEN> = match record(bytes, 0) {
+            Some(h) if h.0[..4] == MAGIC => h,
+            _ => return Err(Error::NotAModel),
+        };
+        let version = h.u16(4) as u16;
         if version != VERSION {
             return Err(Error::Version { found: version });
         }
-        if u16_at(bytes, 6) != Some(HEADER_LEN as u16) {
+        if h.u16(6) != HEADER_LEN {
             return Err(Error::Header("header length"));
         }
-        let file_len = h(8)?;
+        let file_len = h.u32(8);
         if file_len as usize != bytes.len() {
             return Err(Error::Length {
                 header: file_len,
                 actual: bytes.len(),
             });
         }
-        let crc = h(12)?;
-        let actual = crc32(bytes.get(16..).unwrap_or(&[]));
+        let crc = h.u32(12);
+        let actual = crc32(&bytes[16..]);
         if crc != actual {
             return Err(Error::Crc {
                 header: crc,
@@ -343,24 +357,23 @@ impl<'a> Model<'a> {
         if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(Error::Misaligned);
         }
-        let dim = |o| u16_at(bytes, o).map(usize::from).ok_or(Error::NotAModel);
         let model = Model {
             bytes,
-            arena_len: h(16)? as usize,
-            buffer1: h(20)? as usize,
-            layers: u16_at(bytes, 24).ok_or(Error::NotAModel)?,
-            outputs: dim(26)?,
+            arena_len: h.u32(16) as usize,
+            buffer1: h.u32(20) as usize,
+            layers: h.u16(24) as u16,
+            outputs: h.u16(26),
             input: Dims {
-                h: dim(28)?,
-                w: dim(30)?,
-                c: dim(32)?,
+                h: h.u16(28),
+                w: h.u16(30),
+                c: h.u16(32),
             },
-            input_zero_point: i8_at(bytes, 34).ok_or(Error::NotAModel)?,
-            output_zero_point: i8_at(bytes, 35).ok_or(Error::NotAModel)?,
-            input_multiplier: i32_at(bytes, 36).ok_or(Error::NotAModel)?,
-            input_shift: i8_at(bytes, 40).ok_or(Error::NotAModel)?,
+            input_zero_point: h.u8(34) as i8,
+            output_zero_point: h.u8(35) as i8,
+            input_multiplier: h.u32(36) as i32,
+            input_shift: h.u8(40) as i8,
         };
-        if h(44)? as usize != HEADER_LEN {
+        if h.u32(44) as usize != HEADER_LEN {
             return Err(Error::Header("layer table offset"));
         }
         if model.layers == 0 || HEADER_LEN + model.layers as usize * ENTRY_LEN > bytes.len() {
@@ -420,32 +433,31 @@ impl<'a> Model<'a> {
     /// per-channel arrays; `from_bytes` also checks the weights' range once).
     fn layer(&self, i: u16) -> Result<Layer<'a>, Error> {
         let b = self.bytes;
-        let e = HEADER_LEN + i as usize * ENTRY_LEN;
         let bad = |what| Error::Layer { layer: i, what };
-        let field = |o: usize| b.get(e + o).copied().ok_or(bad("truncated"));
-        let d16 = |o: usize| u16_at(b, e + o).map(usize::from).ok_or(bad("truncated"));
-        let w32 = |o: usize| u32_at(b, e + o).ok_or(bad("truncated"));
+        let e: Fields<ENTRY_LEN> =
+            record(b, HEADER_LEN + i as usize * ENTRY_LEN).ok_or(bad("truncated"))?;
         let input = Dims {
-            h: d16(2)?,
-            w: d16(4)?,
-            c: d16(6)?,
+            h: e.u16(2),
+            w: e.u16(4),
+            c: e.u16(6),
         };
         let output = Dims {
-            h: d16(8)?,
-            w: d16(10)?,
-            c: d16(12)?,
+            h: e.u16(8),
+            w: e.u16(10),
+            c: e.u16(12),
         };
-        let kernel = [field(14)? as usize, field(15)? as usize];
-        let stride = [field(16)? as usize, field(17)? as usize];
-        let padding = [field(18)? as usize, field(19)? as usize];
-        let input_offset = i32_at(b, e + 20).ok_or(bad("truncated"))?;
-        let output_offset = i32_at(b, e + 24).ok_or(bad("truncated"))?;
+        let field = |o: usize| e.u8(o) as usize;
+        let kernel = [field(14), field(15)];
+        let stride = [field(16), field(17)];
+        let padding = [field(18), field(19)];
+        let input_offset = e.u32(20) as i32;
+        let output_offset = e.u32(24) as i32;
         let act = Clamp {
-            min: field(28)? as i8,
-            max: field(29)? as i8,
+            min: e.u8(28) as i8,
+            max: e.u8(29) as i8,
         };
-        let has_lut = field(30)? != 0;
-        let kind = match (field(0)?, field(1)?) {
+        let has_lut = e.u8(30) != 0;
+        let kind = match (e.u8(0), e.u8(1)) {
             (1, 0) => Kind::Conv2d(None),
             (1, 3) => Kind::Conv2d(Some(Pool2x2::Max)),
             (1, 4) => Kind::Conv2d(Some(Pool2x2::Avg)),
@@ -466,14 +478,14 @@ impl<'a> Model<'a> {
         let (oc, weights_len) = match kind {
             Kind::Conv2d(pool) => {
                 let (Some(ch), Some(cw)) = (
-                    window_out(input.h, kernel[0], stride[0], 2 * padding[0]),
-                    window_out(input.w, kernel[1], stride[1], 2 * padding[1]),
+                    out_size(input.h, kernel[0], stride[0], 2 * padding[0]),
+                    out_size(input.w, kernel[1], stride[1], 2 * padding[1]),
                 ) else {
                     return Err(bad("kernel does not fit the input"));
                 };
                 // Bottom/right padding may be one less than top/left (SAME with even kernels):
                 // accept both sizes the rule gives.
-                let alt = |n: usize, k, s, p: usize| window_out(n, k, s, (2 * p).saturating_sub(1));
+                let alt = |n: usize, k, s, p: usize| out_size(n, k, s, (2 * p).saturating_sub(1));
                 let conv_ok = |ch: usize, cw: usize| match pool {
                     None => output.h == ch && output.w == cw,
                     Some(_) => output.h == ch / 2 && output.w == cw / 2 && ch >= 2 && cw >= 2,
@@ -504,9 +516,9 @@ impl<'a> Model<'a> {
             }
             Kind::MaxPool | Kind::AvgPool => {
                 let ok = output.c == input.c
-                    && window_out(input.h, kernel[0], stride[0], 2 * padding[0])
+                    && out_size(input.h, kernel[0], stride[0], 2 * padding[0])
                         .is_some_and(|v| v >= output.h)
-                    && window_out(input.w, kernel[1], stride[1], 2 * padding[1])
+                    && out_size(input.w, kernel[1], stride[1], 2 * padding[1])
                         .is_some_and(|v| v >= output.w)
                     && padding[0] < kernel[0]
                     && padding[1] < kernel[1];
@@ -516,24 +528,24 @@ impl<'a> Model<'a> {
                 (0, 0)
             }
         };
-        let weights_off = w32(32)?;
-        if w32(36)? as usize != weights_len {
+        let weights_off = e.u32(32);
+        if e.u32(36) as usize != weights_len {
             return Err(bad("weights length"));
         }
         let weights =
             slice_i8(b, weights_off, weights_len).ok_or(bad("weights out of the file"))?;
-        if w32(44)? as usize != oc {
+        if e.u32(44) as usize != oc {
             return Err(bad("bias count"));
         }
-        let bias = slice_i32(b, w32(40)?, oc).ok_or(bad("bias out of the file or misaligned"))?;
+        let bias = slice_i32(b, e.u32(40), oc).ok_or(bad("bias out of the file or misaligned"))?;
         let multiplier =
-            slice_i32(b, w32(48)?, oc).ok_or(bad("multipliers out of the file or misaligned"))?;
-        let shift = slice_i8(b, w32(52)?, oc).ok_or(bad("shifts out of the file"))?;
+            slice_i32(b, e.u32(48), oc).ok_or(bad("multipliers out of the file or misaligned"))?;
+        let shift = slice_i8(b, e.u32(52), oc).ok_or(bad("shifts out of the file"))?;
         if multiplier.iter().any(|&m| m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)) {
             return Err(bad("multiplier or shift out of range"));
         }
         let lut = if has_lut {
-            let t = slice_i8(b, w32(56)?, 256).ok_or(bad("lookup table out of the file"))?;
+            let t = slice_i8(b, e.u32(56), 256).ok_or(bad("lookup table out of the file"))?;
             Some(t.try_into().map_err(|_| bad("lookup table"))?)
         } else {
             None
@@ -556,8 +568,8 @@ impl<'a> Model<'a> {
             multiplier,
             shift,
             lut,
-            read: field(60)?,
-            write: field(61)?,
+            read: e.u8(60),
+            write: e.u8(61),
         };
         Ok(layer)
     }
