@@ -117,9 +117,12 @@ pub fn conv2d_pool2x2_s8_c1(
                 let n = out_dims.w.min(C1_MAX_PW);
                 dsp::row_max(&wt, &strip, n, kh, &mut best);
                 let b = bias[oc];
-                let row = &mut output[py * out_dims.w * out_dims.c..];
-                for (o, &m) in row.iter_mut().skip(oc).step_by(out_dims.c).zip(&best[..n]) {
-                    *o = rq.apply(m + b) as i8;
+                let mut at = py * out_dims.w * out_dims.c + oc;
+                for &m in &best[..n] {
+                    if let Some(o) = output.get_mut(at) {
+                        *o = rq.apply(m + b) as i8;
+                    }
+                    at += out_dims.c;
                 }
             }
             #[cfg(not(arm_dsp))]
