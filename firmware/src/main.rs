@@ -267,10 +267,10 @@ fn stack_high_water() -> usize {
 /// flash on the M4.)
 #[unsafe(link_section = ".vector_table.interrupts")]
 #[unsafe(no_mangle)]
-pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [DefaultIrq];
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [default_irq];
 
 /// What the one interrupt vector points at: an interrupt nobody enabled is a fault.
-unsafe extern "C" fn DefaultIrq() {
+unsafe extern "C" fn default_irq() {
     debug::exit(debug::EXIT_FAILURE);
 }
 
