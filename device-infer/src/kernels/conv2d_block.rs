@@ -100,6 +100,7 @@ fn through(lut: Option<&[i8; 256]>, v: i32) -> i32 {
 
 /// `dst.copy_from_slice(src)` for short runs (a kernel row: 5 to a few dozen bytes) without a
 /// call to `memcpy`, which costs more than the copy at these sizes.
+#[cfg(not(arm_dsp))]
 #[inline(always)]
 fn copy_run(dst: &mut [i8], src: &[i8]) {
     let src = &src[..dst.len()];
@@ -123,6 +124,46 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
     }
     if let (Some(d2), Some(&s2)) = (d.get_mut(2), s.get(2)) {
         *d2 = s2;
+    }
+}
+
+/// [`copy_run`] on Armv7E-M: one loop of unaligned word copies (4 instructions a word; the
+/// compiler's at opt-level "s" took 11), then the bytes left.
+#[cfg(arm_dsp)]
+#[allow(unsafe_code)]
+#[inline(never)]
+fn copy_run(dst: &mut [i8], src: &[i8]) {
+    let n = dst.len().min(src.len());
+    if n == 0 {
+        return;
+    }
+    // SAFETY: copies n bytes from `src` to `dst` (both hold at least n), whole words first
+    // (unaligned word loads and stores are allowed on Armv7-M for normal memory); writes only
+    // `dst[..n]`, its register operands and the flags.
+    unsafe {
+        core::arch::asm!(
+            "subs {n}, #4",
+            "blo 2f",
+            "1:",
+            "ldr {t}, [{s}], #4",
+            "str {t}, [{d}], #4",
+            "subs {n}, #4",
+            "bhs 1b",
+            "2:",
+            "adds {n}, #4",
+            "beq 4f",
+            "3:",
+            "ldrb {t}, [{s}], #1",
+            "strb {t}, [{d}], #1",
+            "subs {n}, #1",
+            "bne 3b",
+            "4:",
+            n = inout(reg) n => _,
+            s = inout(reg) src.as_ptr() => _,
+            d = inout(reg) dst.as_mut_ptr() => _,
+            t = out(reg) _,
+            options(nostack),
+        );
     }
 }
 
@@ -329,7 +370,10 @@ fn patch_impl<const PADDED: bool>(
                 (2 * px * p.stride[1]) as isize - p.padding[1] as isize,
             );
             let (sy, sx) = (p.stride[0], p.stride[1]);
-            let interior = iy0 >= 0
+            // Armv7E-M keeps one gather loop (the general one) for flash; elsewhere the
+            // interior fast path.
+            let interior = !cfg!(arm_dsp)
+                && iy0 >= 0
                 && ix0 >= 0
                 && iy0 as usize + sy + filter_dims.h <= in_dims.h
                 && ix0 as usize + sx + kw <= in_dims.w;
@@ -365,12 +409,13 @@ fn patch_impl<const PADDED: bool>(
                 let run = (kx_hi - kx_lo) * c;
                 if run > 0 {
                     let col = (win.ix0 + kx_lo as isize) as usize;
-                    for ky in win.ky.0..win.ky.1 {
-                        let iy = (win.iy0 + ky as isize) as usize;
-                        copy_run(
-                            &mut patch[(ky * kw + kx_lo) * c..][..run],
-                            &input[(iy * in_dims.w + col) * c..][..run],
-                        );
+                    let iy = (win.iy0 + win.ky.0 as isize) as usize;
+                    let mut src = (iy * in_dims.w + col) * c;
+                    let mut dst = (win.ky.0 * kw + kx_lo) * c;
+                    for _ in win.ky.0..win.ky.1 {
+                        copy_run(&mut patch[dst..][..run], &input[src..][..run]);
+                        src += in_dims.w * c;
+                        dst += kw * c;
                     }
                 }
             }
