@@ -135,7 +135,6 @@ pub fn dense_s8_rows4(
 
 /// `acc[k] += sum (x_i + offset) * w[idx[k]][i]` for the inputs `i >= from` (fewer than 4).
 #[cfg(any(arm_dsp, test))]
-#[inline(never)]
 fn tail(x: &[i8], offset: i32, w: &[i8], from: usize, idx: [usize; 4], acc: &mut [i32; 4]) {
     let n = x.len();
     for (acc, r) in acc.iter_mut().zip(idx) {
@@ -147,7 +146,6 @@ fn tail(x: &[i8], offset: i32, w: &[i8], from: usize, idx: [usize; 4], acc: &mut
 
 /// Output `r` from its accumulator: requantized, offset, clamped.
 #[cfg(any(arm_dsp, test))]
-#[inline(never)]
 fn finish(q: &PerChannelQuant, r: usize, acc: i32, offset: i32, act: Clamp) -> i8 {
     Requant::new(q.multiplier[r], q.shift[r], offset, act.min, act.max).apply(acc) as i8
 }
