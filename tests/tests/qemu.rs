@@ -77,8 +77,8 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
             r.run.stack_hwm
         );
         assert!(r.sizes.rodata >= r.model_bytes + r.digit_bytes);
-        // Code (harness included) without the kernels the model does not use: 10.2 KB on the
-        // M4, 9.3 KB on the M0 when written (13.4 and 10.7 KB before the size work).
+        // Code (harness included) without the kernels the model does not use: 9.5 KB on the
+        // M4, 8.9 KB on the M0 when written (13.4 and 10.7 KB before the size work).
         assert!(r.sizes.text < 11 * 1024, "{board}: .text {}", r.sizes.text);
         assert!(text.contains("instructions per MAC: "), "{text}");
     }
