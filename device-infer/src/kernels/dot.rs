@@ -283,7 +283,8 @@ mod dsp {
         if 16 * c + 16 > PATCH {
             return;
         }
-        let x = patches[0][16 * c..].as_ptr();
+        // From the whole array, so the pointer covers all four patches.
+        let x = (patches.as_ptr() as *const i8).wrapping_add(16 * c);
         // SAFETY: reads the 16 bytes at 16 c (+ 16 c + 16 <= PATCH, checked) of each of the
         // four patches (byte offsets 0, 160, 320, 480 from `x`: `Patches` is one array of four
         // PATCH-byte rows; unaligned word loads are allowed on Armv7-M for normal memory) and
