@@ -202,6 +202,30 @@ pub struct Layer<'a> {
     pub write: u8,
 }
 
+impl Layer<'_> {
+    /// The kernels' convolution parameters.
+    #[inline(always)]
+    fn conv_params(&self) -> ConvParams {
+        ConvParams {
+            input_offset: self.input_offset,
+            output_offset: self.output_offset,
+            stride: self.stride,
+            padding: self.padding,
+            act: self.act,
+        }
+    }
+
+    /// The filter's spatial size and input channels.
+    #[inline(always)]
+    fn filter_dims(&self) -> Dims {
+        Dims {
+            h: self.kernel[0],
+            w: self.kernel[1],
+            c: self.input.c,
+        }
+    }
+}
+
 /// The optional kernels (device-infer features) one layer needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerNeeds {
@@ -230,18 +254,7 @@ impl LayerNeeds {
 
     /// What a layer needs (the dispatcher's choice for its shape and quantization).
     pub fn of_layer(l: &Layer) -> Self {
-        let filter = Dims {
-            h: l.kernel[0],
-            w: l.kernel[1],
-            c: l.input.c,
-        };
-        let p = ConvParams {
-            input_offset: l.input_offset,
-            output_offset: l.output_offset,
-            stride: l.stride,
-            padding: l.padding,
-            act: l.act,
-        };
+        let (p, filter) = (l.conv_params(), l.filter_dims());
         let pool = match l.kind {
             Kind::Conv2d(Some(pool)) => pool,
             _ => Pool2x2::Max,
@@ -735,18 +748,7 @@ fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
         multiplier: l.multiplier,
         shift: l.shift,
     };
-    let p = ConvParams {
-        input_offset: l.input_offset,
-        output_offset: l.output_offset,
-        stride: l.stride,
-        padding: l.padding,
-        act: l.act,
-    };
-    let filter = Dims {
-        h: l.kernel[0],
-        w: l.kernel[1],
-        c: l.input.c,
-    };
+    let (p, filter) = (l.conv_params(), l.filter_dims());
     match l.kind {
         Kind::Conv2d(Some(pool)) => kernels::conv2d_pool2x2_s8(
             &p, &q, l.input, x, filter, l.weights, l.bias, l.lut, pool, l.output, y,
