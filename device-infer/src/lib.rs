@@ -28,14 +28,21 @@ pub mod writer;
 pub use model::{Error, Model, argmax};
 pub use quant::requantize;
 
-/// Embeds a device model file with the 4-byte alignment [`Model::from_bytes`] requires:
-/// `static MODEL: &[u8] = device_infer::include_model!("lenet.lnq8");`
+/// Bytes (or anything) at a 4-byte aligned address: what [`Model::from_aligned`] reads, and
+/// how [`include_model!`] embeds a file.
+#[repr(C, align(4))]
+pub struct Aligned<T: ?Sized>(pub T);
+
+/// Embeds a device model file and validates it while the crate compiles: the result is a
+/// [`Model`], and a bad file is a compile error naming what is wrong (the firmware then holds
+/// no validation code). `static MODEL: Model<'static> = device_infer::include_model!("lenet.lnq8");`
 #[macro_export]
 macro_rules! include_model {
     ($path:expr) => {{
-        #[repr(C, align(4))]
-        struct Aligned<T: ?Sized>(T);
-        static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!($path));
-        &ALIGNED.0
+        const BYTES: &$crate::Aligned<[u8]> = &$crate::Aligned(*include_bytes!($path));
+        match $crate::Model::from_aligned(BYTES) {
+            Ok(model) => model,
+            Err(e) => panic!("{}", e.summary()),
+        }
     }};
 }

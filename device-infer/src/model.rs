@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use crate::Aligned;
 use crate::kernels::{
     self, Clamp, ConvParams, Dims, PerChannelQuant, Pool2x2, PoolParams, window_out,
 };
@@ -95,8 +96,27 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+impl Error {
+    /// What went wrong, without the numbers: for a firmware's one-line report, and the
+    /// compile-time error of [`include_model!`](crate::include_model).
+    pub const fn summary(&self) -> &'static str {
+        match *self {
+            Error::NotAModel => "not a device model",
+            Error::Version { .. } => {
+                "device model format version: regenerate it with `export quantize`"
+            }
+            Error::Length { .. } => "truncated or padded model",
+            Error::Crc { .. } => "CRC mismatch: the model is corrupt",
+            Error::Misaligned => "model bytes not 4-byte aligned",
+            Error::Header(what) | Error::Layer { what, .. } => what,
+            Error::ArenaTooSmall { .. } => "arena too small",
+            Error::InputLength { .. } => "input length",
+        }
+    }
+}
+
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib's `crc32`.
-pub fn crc32(bytes: &[u8]) -> u32 {
+pub const fn crc32(bytes: &[u8]) -> u32 {
     // Four bits at a time: a 64-byte table (a byte-wide one costs 1 KB of flash; the check
     // runs once, at load).
     const TABLE: [u32; 16] = {
@@ -118,11 +138,25 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
         t
     };
-    !bytes.iter().fold(!0u32, |c, &b| {
-        let c = c ^ b as u32;
-        let c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
-        TABLE[(c & 0xF) as usize] ^ (c >> 4)
-    })
+    let mut c = !0u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        c ^= bytes[i] as u32;
+        c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
+        c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
+        i += 1;
+    }
+    !c
+}
+
+/// `?` for `const fn`s.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Err(e),
+        }
+    };
 }
 
 /// Little-endian fields of a fixed-size record (the header or a layer entry): one bounds
@@ -130,25 +164,42 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 struct Fields<'b, const N: usize>(&'b [u8; N]);
 
 impl<const N: usize> Fields<'_, N> {
-    fn u8(&self, o: usize) -> u8 {
+    const fn u8(&self, o: usize) -> u8 {
         self.0[o]
     }
-    fn u16(&self, o: usize) -> usize {
+    const fn u16(&self, o: usize) -> usize {
         u16::from_le_bytes([self.0[o], self.0[o + 1]]) as usize
     }
-    fn u32(&self, o: usize) -> u32 {
+    const fn u32(&self, o: usize) -> u32 {
         u32::from_le_bytes([self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]])
     }
 }
 
+/// The `len` bytes at `at`, if `b` holds them.
+const fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<&[u8]> {
+    match b.split_at_checked(at) {
+        Some((_, rest)) => match rest.split_at_checked(len) {
+            Some((s, _)) => Some(s),
+            None => None,
+        },
+        None => None,
+    }
+}
+
 /// The `N`-byte record at `at`, if the bytes hold it.
-fn record<const N: usize>(b: &[u8], at: usize) -> Option<Fields<'_, N>> {
-    b.get(at..at.checked_add(N)?)?.try_into().ok().map(Fields)
+const fn record<const N: usize>(b: &[u8], at: usize) -> Option<Fields<'_, N>> {
+    match bytes_at(b, at, N) {
+        Some(s) => match s.first_chunk::<N>() {
+            Some(r) => Some(Fields(r)),
+            None => None,
+        },
+        None => None,
+    }
 }
 
 /// [`window_out`] in one place in flash (validation calls it six times).
 #[inline(never)]
-fn out_size(input: usize, k: usize, stride: usize, pads: usize) -> Option<usize> {
+const fn out_size(input: usize, k: usize, stride: usize, pads: usize) -> Option<usize> {
     window_out(input, k, stride, pads)
 }
 
@@ -214,15 +265,228 @@ impl Layer<'_> {
             act: self.act,
         }
     }
+}
 
-    /// The filter's spatial size and input channels.
-    #[inline(always)]
-    fn filter_dims(&self) -> Dims {
-        Dims {
-            h: self.kernel[0],
-            w: self.kernel[1],
-            c: self.input.c,
+/// A filter's spatial size and input channels.
+#[inline(always)]
+const fn filter_dims(kernel: [usize; 2], input: Dims) -> Dims {
+    Dims {
+        h: kernel[0],
+        w: kernel[1],
+        c: input.c,
+    }
+}
+
+/// Layer-table entry `i` as numbers: offsets into the file rather than slices, so that
+/// validation is a `const fn` (an embedded model is checked at compile time, see
+/// [`include_model!`](crate::include_model)). Checks only that the entry lies in the file and
+/// names a known kind; [`check_entry`] checks the rest.
+#[derive(Clone, Copy)]
+struct Entry {
+    kind: Kind,
+    input: Dims,
+    output: Dims,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    /// Offset and length of the weights.
+    weights: (u32, usize),
+    /// Offsets of the biases, multipliers and shifts, and their common count.
+    bias: u32,
+    multiplier: u32,
+    shift: u32,
+    channels: usize,
+    /// Offset of the lookup table.
+    lut: Option<u32>,
+    read: u8,
+    write: u8,
+}
+
+const fn layer_error(layer: u16, what: &'static str) -> Error {
+    Error::Layer { layer, what }
+}
+
+const fn entry(b: &[u8], i: u16) -> Result<Entry, Error> {
+    let Some(e) = record::<ENTRY_LEN>(b, HEADER_LEN + i as usize * ENTRY_LEN) else {
+        return Err(layer_error(i, "truncated"));
+    };
+    let kind = match (e.u8(0), e.u8(1)) {
+        (1, 0) => Kind::Conv2d(None),
+        (1, 3) => Kind::Conv2d(Some(Pool2x2::Max)),
+        (1, 4) => Kind::Conv2d(Some(Pool2x2::Avg)),
+        (2, 0) => Kind::Dense,
+        (3, 0) => Kind::MaxPool,
+        (4, 0) => Kind::AvgPool,
+        _ => return Err(layer_error(i, "unknown kind")),
+    };
+    Ok(Entry {
+        kind,
+        input: Dims {
+            h: e.u16(2),
+            w: e.u16(4),
+            c: e.u16(6),
+        },
+        output: Dims {
+            h: e.u16(8),
+            w: e.u16(10),
+            c: e.u16(12),
+        },
+        kernel: [e.u8(14) as usize, e.u8(15) as usize],
+        stride: [e.u8(16) as usize, e.u8(17) as usize],
+        padding: [e.u8(18) as usize, e.u8(19) as usize],
+        input_offset: e.u32(20) as i32,
+        output_offset: e.u32(24) as i32,
+        act: Clamp {
+            min: e.u8(28) as i8,
+            max: e.u8(29) as i8,
+        },
+        weights: (e.u32(32), e.u32(36) as usize),
+        bias: e.u32(40),
+        channels: e.u32(44) as usize,
+        multiplier: e.u32(48),
+        shift: e.u32(52),
+        lut: if e.u8(30) != 0 { Some(e.u32(56)) } else { None },
+        read: e.u8(60),
+        write: e.u8(61),
+    })
+}
+
+/// Whether a conv's output size `out` follows from the convolution's `conv` (`h`, `w`).
+const fn conv_out_ok(pool: Option<Pool2x2>, out: Dims, conv: Option<(usize, usize)>) -> bool {
+    match (conv, pool) {
+        (None, _) => false,
+        (Some((h, w)), None) => out.h == h && out.w == w,
+        (Some((h, w)), Some(_)) => out.h == h / 2 && out.w == w / 2 && h >= 2 && w >= 2,
+    }
+}
+
+/// A convolution's output size for `pads` (total padding) on both axes.
+const fn conv_out(e: &Entry, pads: [usize; 2]) -> Option<(usize, usize)> {
+    match (
+        out_size(e.input.h, e.kernel[0], e.stride[0], pads[0]),
+        out_size(e.input.w, e.kernel[1], e.stride[1], pads[1]),
+    ) {
+        (Some(h), Some(w)) => Some((h, w)),
+        _ => None,
+    }
+}
+
+/// Whether a pooling window along one axis reaches `out` outputs.
+const fn pool_axis_ok(input: usize, k: usize, stride: usize, pad: usize, out: usize) -> bool {
+    pad < k
+        && match out_size(input, k, stride, 2 * pad) {
+            Some(v) => v >= out,
+            None => false,
         }
+}
+
+/// Checks one entry against the file's bytes: shapes, quantization constants, the arrays it
+/// points at and the kernels this build has. Constant time per entry plus one pass over its
+/// weights and per-channel arrays.
+const fn check_entry(b: &[u8], e: &Entry) -> Result<(), &'static str> {
+    if e.input.is_empty() || e.output.is_empty() {
+        return Err("empty activation");
+    }
+    if e.input_offset < -255
+        || e.input_offset > 255
+        || e.output_offset < -128
+        || e.output_offset > 127
+        || e.act.min > e.act.max
+    {
+        return Err("zero point or clamp out of range");
+    }
+    let (oc, weights_len) = match e.kind {
+        Kind::Conv2d(pool) => {
+            let pads = [2 * e.padding[0], 2 * e.padding[1]];
+            let Some(conv) = conv_out(e, pads) else {
+                return Err("kernel does not fit the input");
+            };
+            // Bottom/right padding may be one less than top/left (SAME with even kernels):
+            // accept both sizes the rule gives.
+            let odd = [pads[0].saturating_sub(1), pads[1].saturating_sub(1)];
+            if !conv_out_ok(pool, e.output, Some(conv))
+                && !conv_out_ok(pool, e.output, conv_out(e, odd))
+            {
+                return Err("output size does not follow from the convolution");
+            }
+            let vol = filter_dims(e.kernel, e.input).len();
+            // |(x - zp) * w| <= 255 * 127 per product: keep the sum inside i32.
+            if vol > 65_000 {
+                return Err("filter volume could overflow the accumulator");
+            }
+            (e.output.c, e.output.c * vol)
+        }
+        Kind::Dense => {
+            if e.output.h != 1 || e.output.w != 1 || e.input.len() > 65_000 {
+                return Err("dense shape");
+            }
+            (e.output.c, e.output.c * e.input.len())
+        }
+        Kind::MaxPool | Kind::AvgPool => {
+            let (i, o) = (e.input, e.output);
+            if o.c != i.c
+                || !pool_axis_ok(i.h, e.kernel[0], e.stride[0], e.padding[0], o.h)
+                || !pool_axis_ok(i.w, e.kernel[1], e.stride[1], e.padding[1], o.w)
+            {
+                return Err("pooling shape");
+            }
+            (0, 0)
+        }
+    };
+    if e.weights.1 != weights_len {
+        return Err("weights length");
+    }
+    let Some(weights) = bytes_at(b, e.weights.0 as usize, weights_len) else {
+        return Err("weights out of the file");
+    };
+    // Checked once here rather than on every run: it reads every weight, and the bytes
+    // cannot change while the model borrows them.
+    let mut k = 0;
+    while k < weights.len() {
+        if weights[k] == i8::MIN as u8 {
+            return Err("weights must lie in [-127, 127]");
+        }
+        k += 1;
+    }
+    if e.channels != oc {
+        return Err("bias count");
+    }
+    let words = oc * 4;
+    if !e.bias.is_multiple_of(4) || bytes_at(b, e.bias as usize, words).is_none() {
+        return Err("bias out of the file or misaligned");
+    }
+    let Some(multipliers) = bytes_at(b, e.multiplier as usize, words) else {
+        return Err("multipliers out of the file or misaligned");
+    };
+    if !e.multiplier.is_multiple_of(4) {
+        return Err("multipliers out of the file or misaligned");
+    }
+    let Some(shifts) = bytes_at(b, e.shift as usize, oc) else {
+        return Err("shifts out of the file");
+    };
+    let mut c = 0;
+    while c < oc {
+        // Little-endian i32: negative when the top byte's sign bit is set.
+        let shift = shifts[c] as i8;
+        if multipliers[4 * c + 3] >= 0x80 || shift < -31 || shift > 30 {
+            return Err("multiplier or shift out of range");
+        }
+        c += 1;
+    }
+    if let Some(lut) = e.lut {
+        if bytes_at(b, lut as usize, 256).is_none() {
+            return Err("lookup table out of the file");
+        }
+        if !matches!(e.kind, Kind::Conv2d(_) | Kind::Dense) {
+            return Err("lookup table on a pooling layer");
+        }
+    }
+    match LayerNeeds::of_entry(e).missing() {
+        Some(feature) => Err(feature),
+        None => Ok(()),
     }
 }
 
@@ -239,28 +503,27 @@ pub struct LayerNeeds {
 }
 
 impl LayerNeeds {
-    fn of(kind: Kind, filter_volume: usize, input_offset: i32, c1_fits: bool) -> Self {
-        let patch_fits =
-            filter_volume <= kernels::conv2d_block::PATCH && (-128..=127).contains(&-input_offset);
+    const fn of(kind: Kind, filter_volume: usize, input_offset: i32, c1_fits: bool) -> Self {
         LayerNeeds {
-            conv: kind == Kind::Conv2d(None),
+            conv: matches!(kind, Kind::Conv2d(None)),
             pool: matches!(kind, Kind::MaxPool | Kind::AvgPool),
             // The dispatcher's order: one-channel (Armv7E-M), patch, per-channel.
             large_filters: matches!(kind, Kind::Conv2d(Some(_)))
-                && !patch_fits
+                && !kernels::conv2d_block::patch_fits(filter_volume, input_offset)
                 && !(cfg!(arm_dsp) && c1_fits),
         }
     }
 
     /// What a layer needs (the dispatcher's choice for its shape and quantization).
-    pub fn of_layer(l: &Layer) -> Self {
-        let (p, filter) = (l.conv_params(), l.filter_dims());
-        let pool = match l.kind {
+    const fn of_entry(e: &Entry) -> Self {
+        let filter = filter_dims(e.kernel, e.input);
+        let pool = match e.kind {
             Kind::Conv2d(Some(pool)) => pool,
             _ => Pool2x2::Max,
         };
-        let c1 = kernels::conv2d_c1::c1_fits(&p, l.input, filter, l.output, pool, l.lut);
-        Self::of(l.kind, filter.len(), l.input_offset, c1)
+        let c1 =
+            kernels::conv2d_c1::c1_fits(e.stride, e.input, filter, e.output, pool, e.lut.is_some());
+        Self::of(e.kind, filter.len(), e.input_offset, c1)
     }
 
     /// The optional kernels in this build.
@@ -271,11 +534,11 @@ impl LayerNeeds {
     };
 
     /// The first needed kernel this build lacks, as the message `Model::from_bytes` gives.
-    fn missing(&self) -> Option<&'static str> {
+    const fn missing(&self) -> Option<&'static str> {
         self.missing_from(Self::BUILT)
     }
 
-    fn missing_from(&self, built: LayerNeeds) -> Option<&'static str> {
+    const fn missing_from(&self, built: LayerNeeds) -> Option<&'static str> {
         if self.conv && !built.conv {
             Some("convolution without pooling: this build lacks device-infer feature `conv`")
         } else if self.pool && !built.pool {
@@ -313,6 +576,7 @@ impl LayerNeeds {
 /// A validated device model over borrowed bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
+    /// Validated, and 4-byte aligned.
     bytes: &'a [u8],
     arena_len: usize,
     buffer1: usize,
@@ -326,25 +590,42 @@ pub struct Model<'a> {
 }
 
 fn slice_i8(b: &[u8], off: u32, len: usize) -> Option<&[i8]> {
-    let s = b.get(off as usize..(off as usize).checked_add(len)?)?;
-    bytemuck::try_cast_slice(s).ok()
+    bytemuck::try_cast_slice(bytes_at(b, off as usize, len)?).ok()
 }
 fn slice_i32(b: &[u8], off: u32, count: usize) -> Option<&[i32]> {
-    if !off.is_multiple_of(4) {
-        return None;
-    }
-    let s = b.get(off as usize..(off as usize).checked_add(count.checked_mul(4)?)?)?;
-    bytemuck::try_cast_slice(s).ok()
+    bytemuck::try_cast_slice(bytes_at(b, off as usize, count.checked_mul(4)?)?).ok()
+}
+
+const fn same_dims(a: Dims, b: Dims) -> bool {
+    a.h == b.h && a.w == b.w && a.c == b.c
 }
 
 impl<'a> Model<'a> {
     /// Parses and validates a model. After `Ok`, [`run`](Self::run) cannot fail on the
     /// model's account.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        let h: Fields<HEADER_LEN> = match record(bytes, 0) {
-            Some(h) if h.0[..4] == MAGIC => h,
-            _ => return Err(Error::NotAModel),
+        let model = Self::validate(bytes)?;
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
+            return Err(Error::Misaligned);
+        }
+        Ok(model)
+    }
+
+    /// [`from_bytes`](Self::from_bytes) for bytes aligned by their type, callable in a
+    /// `const` context: [`include_model!`](crate::include_model) validates an embedded model
+    /// while the firmware compiles, which then carries no validation code.
+    pub const fn from_aligned(bytes: &'a Aligned<[u8]>) -> Result<Self, Error> {
+        Self::validate(&bytes.0)
+    }
+
+    /// Everything [`from_bytes`](Self::from_bytes) checks but the alignment.
+    const fn validate(bytes: &'a [u8]) -> Result<Self, Error> {
+        let Some(h) = record::<HEADER_LEN>(bytes, 0) else {
+            return Err(Error::NotAModel);
         };
+        if h.u32(0) != u32::from_le_bytes(MAGIC) {
+            return Err(Error::NotAModel);
+        }
         let version = h.u16(4) as u16;
         if version != VERSION {
             return Err(Error::Version { found: version });
@@ -360,15 +641,12 @@ impl<'a> Model<'a> {
             });
         }
         let crc = h.u32(12);
-        let actual = crc32(&bytes[16..]);
+        let actual = crc32(bytes.split_at(16).1);
         if crc != actual {
             return Err(Error::Crc {
                 header: crc,
                 actual,
             });
-        }
-        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
-            return Err(Error::Misaligned);
         }
         let model = Model {
             bytes,
@@ -395,7 +673,7 @@ impl<'a> Model<'a> {
         if model.input.is_empty() || model.outputs == 0 {
             return Err(Error::Header("input or output size"));
         }
-        if model.input_multiplier < 0 || !(-31..=30).contains(&model.input_shift) {
+        if model.input_multiplier < 0 || model.input_shift < -31 || model.input_shift > 30 {
             return Err(Error::Header("input quantization"));
         }
         if model.buffer1 > model.arena_len || !model.buffer1.is_multiple_of(4) {
@@ -404,35 +682,29 @@ impl<'a> Model<'a> {
         // Every layer, and the chain of shapes and buffers.
         let mut prev = model.input;
         let mut prev_buf = 0u8;
-        for i in 0..model.layers {
-            let l = model.layer(i)?;
-            let bad = |what| Err(Error::Layer { layer: i, what });
-            // Checked once here rather than on every decode: it reads every weight, and the
-            // bytes cannot change while the model borrows them.
-            if l.weights.contains(&i8::MIN) {
-                return bad("weights must lie in [-127, 127]");
+        let mut i = 0;
+        while i < model.layers {
+            let l = tri!(entry(bytes, i));
+            if let Err(what) = check_entry(bytes, &l) {
+                return Err(layer_error(i, what));
             }
-            if l.input != prev {
-                return bad("input shape differs from the previous layer's output");
-            }
-            if let Some(feature) = LayerNeeds::of_layer(&l).missing() {
-                return bad(feature);
+            if !same_dims(l.input, prev) {
+                return Err(layer_error(
+                    i,
+                    "input shape differs from the previous layer's output",
+                ));
             }
             if l.read != prev_buf || l.write > 1 || l.read == l.write {
-                return bad("arena buffers");
+                return Err(layer_error(i, "arena buffers"));
             }
-            let cap = |buf: u8| {
-                if buf == 0 {
-                    model.buffer1
-                } else {
-                    model.arena_len - model.buffer1
-                }
-            };
-            if l.input.len() > cap(l.read) || l.output.len() > cap(l.write) {
-                return bad("activation larger than its arena buffer");
+            if l.input.len() > model.buffer_len(l.read)
+                || l.output.len() > model.buffer_len(l.write)
+            {
+                return Err(layer_error(i, "activation larger than its arena buffer"));
             }
             prev = l.output;
             prev_buf = l.write;
+            i += 1;
         }
         if prev.len() != model.outputs {
             return Err(Error::Header(
@@ -442,149 +714,48 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    /// Decodes and checks entry `i` of the layer table (in constant time per entry plus the
-    /// per-channel arrays; `from_bytes` also checks the weights' range once).
+    /// Bytes of arena buffer `buf` (0 or 1).
+    const fn buffer_len(&self, buf: u8) -> usize {
+        if buf == 0 {
+            self.buffer1
+        } else {
+            self.arena_len - self.buffer1
+        }
+    }
+
+    /// Layer `i` of the validated table: its fields and its arrays in place. No semantic
+    /// check (load did them), only the bounds that keep it memory-safe.
     fn layer(&self, i: u16) -> Result<Layer<'a>, Error> {
         let b = self.bytes;
-        let bad = |what| Error::Layer { layer: i, what };
-        let e: Fields<ENTRY_LEN> =
-            record(b, HEADER_LEN + i as usize * ENTRY_LEN).ok_or(bad("truncated"))?;
-        let input = Dims {
-            h: e.u16(2),
-            w: e.u16(4),
-            c: e.u16(6),
+        let e = entry(b, i)?;
+        let bad = layer_error(i, "out of the file");
+        let lut = match e.lut {
+            Some(off) => Some(
+                slice_i8(b, off, 256)
+                    .ok_or(bad)?
+                    .try_into()
+                    .map_err(|_| bad)?,
+            ),
+            None => None,
         };
-        let output = Dims {
-            h: e.u16(8),
-            w: e.u16(10),
-            c: e.u16(12),
-        };
-        let field = |o: usize| e.u8(o) as usize;
-        let kernel = [field(14), field(15)];
-        let stride = [field(16), field(17)];
-        let padding = [field(18), field(19)];
-        let input_offset = e.u32(20) as i32;
-        let output_offset = e.u32(24) as i32;
-        let act = Clamp {
-            min: e.u8(28) as i8,
-            max: e.u8(29) as i8,
-        };
-        let has_lut = e.u8(30) != 0;
-        let kind = match (e.u8(0), e.u8(1)) {
-            (1, 0) => Kind::Conv2d(None),
-            (1, 3) => Kind::Conv2d(Some(Pool2x2::Max)),
-            (1, 4) => Kind::Conv2d(Some(Pool2x2::Avg)),
-            (2, 0) => Kind::Dense,
-            (3, 0) => Kind::MaxPool,
-            (4, 0) => Kind::AvgPool,
-            _ => return Err(bad("unknown kind")),
-        };
-        if input.is_empty() || output.is_empty() {
-            return Err(bad("empty activation"));
-        }
-        if !(-255..=255).contains(&input_offset)
-            || !(-128..=127).contains(&output_offset)
-            || act.min > act.max
-        {
-            return Err(bad("zero point or clamp out of range"));
-        }
-        let (oc, weights_len) = match kind {
-            Kind::Conv2d(pool) => {
-                let (Some(ch), Some(cw)) = (
-                    out_size(input.h, kernel[0], stride[0], 2 * padding[0]),
-                    out_size(input.w, kernel[1], stride[1], 2 * padding[1]),
-                ) else {
-                    return Err(bad("kernel does not fit the input"));
-                };
-                // Bottom/right padding may be one less than top/left (SAME with even kernels):
-                // accept both sizes the rule gives.
-                let alt = |n: usize, k, s, p: usize| out_size(n, k, s, (2 * p).saturating_sub(1));
-                let conv_ok = |ch: usize, cw: usize| match pool {
-                    None => output.h == ch && output.w == cw,
-                    Some(_) => output.h == ch / 2 && output.w == cw / 2 && ch >= 2 && cw >= 2,
-                };
-                let ok = conv_ok(ch, cw)
-                    || match (
-                        alt(input.h, kernel[0], stride[0], padding[0]),
-                        alt(input.w, kernel[1], stride[1], padding[1]),
-                    ) {
-                        (Some(a), Some(c)) => conv_ok(a, c),
-                        _ => false,
-                    };
-                if !ok {
-                    return Err(bad("output size does not follow from the convolution"));
-                }
-                let vol = kernel[0] * kernel[1] * input.c;
-                // |(x - zp) * w| <= 255 * 127 per product: keep the sum inside i32.
-                if vol > 65_000 {
-                    return Err(bad("filter volume could overflow the accumulator"));
-                }
-                (output.c, output.c * vol)
-            }
-            Kind::Dense => {
-                if output.h != 1 || output.w != 1 || input.len() > 65_000 {
-                    return Err(bad("dense shape"));
-                }
-                (output.c, output.c * input.len())
-            }
-            Kind::MaxPool | Kind::AvgPool => {
-                let ok = output.c == input.c
-                    && out_size(input.h, kernel[0], stride[0], 2 * padding[0])
-                        .is_some_and(|v| v >= output.h)
-                    && out_size(input.w, kernel[1], stride[1], 2 * padding[1])
-                        .is_some_and(|v| v >= output.w)
-                    && padding[0] < kernel[0]
-                    && padding[1] < kernel[1];
-                if !ok {
-                    return Err(bad("pooling shape"));
-                }
-                (0, 0)
-            }
-        };
-        let weights_off = e.u32(32);
-        if e.u32(36) as usize != weights_len {
-            return Err(bad("weights length"));
-        }
-        let weights =
-            slice_i8(b, weights_off, weights_len).ok_or(bad("weights out of the file"))?;
-        if e.u32(44) as usize != oc {
-            return Err(bad("bias count"));
-        }
-        let bias = slice_i32(b, e.u32(40), oc).ok_or(bad("bias out of the file or misaligned"))?;
-        let multiplier =
-            slice_i32(b, e.u32(48), oc).ok_or(bad("multipliers out of the file or misaligned"))?;
-        let shift = slice_i8(b, e.u32(52), oc).ok_or(bad("shifts out of the file"))?;
-        if multiplier.iter().any(|&m| m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)) {
-            return Err(bad("multiplier or shift out of range"));
-        }
-        let lut = if has_lut {
-            let t = slice_i8(b, e.u32(56), 256).ok_or(bad("lookup table out of the file"))?;
-            Some(t.try_into().map_err(|_| bad("lookup table"))?)
-        } else {
-            None
-        };
-        if has_lut && !matches!(kind, Kind::Conv2d(_) | Kind::Dense) {
-            return Err(bad("lookup table on a pooling layer"));
-        }
-        let layer = Layer {
-            kind,
-            input,
-            output,
-            kernel,
-            stride,
-            padding,
-            input_offset,
-            output_offset,
-            act,
-            weights,
-            bias,
-            multiplier,
-            shift,
+        Ok(Layer {
+            kind: e.kind,
+            input: e.input,
+            output: e.output,
+            kernel: e.kernel,
+            stride: e.stride,
+            padding: e.padding,
+            input_offset: e.input_offset,
+            output_offset: e.output_offset,
+            act: e.act,
+            weights: slice_i8(b, e.weights.0, e.weights.1).ok_or(bad)?,
+            bias: slice_i32(b, e.bias, e.channels).ok_or(bad)?,
+            multiplier: slice_i32(b, e.multiplier, e.channels).ok_or(bad)?,
+            shift: slice_i8(b, e.shift, e.channels).ok_or(bad)?,
             lut,
-            read: e.u8(60),
-            write: e.u8(61),
-        };
-        Ok(layer)
+            read: e.read,
+            write: e.write,
+        })
     }
 
     /// The optional kernels this model needs on a target like this build's (a firmware for
@@ -592,9 +763,9 @@ impl<'a> Model<'a> {
     /// the host, the answer is the portable one, which never asks for less).
     pub fn kernel_features(&self) -> LayerNeeds {
         (0..self.layers)
-            .filter_map(|i| self.layer(i).ok())
-            .fold(LayerNeeds::default(), |acc, l| {
-                acc.or(LayerNeeds::of_layer(&l))
+            .filter_map(|i| entry(self.bytes, i).ok())
+            .fold(LayerNeeds::default(), |acc, e| {
+                acc.or(LayerNeeds::of_entry(&e))
             })
     }
 
@@ -748,7 +919,7 @@ fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
         multiplier: l.multiplier,
         shift: l.shift,
     };
-    let (p, filter) = (l.conv_params(), l.filter_dims());
+    let (p, filter) = (l.conv_params(), filter_dims(l.kernel, l.input));
     match l.kind {
         Kind::Conv2d(Some(pool)) => kernels::conv2d_pool2x2_s8(
             &p, &q, l.input, x, filter, l.weights, l.bias, l.lut, pool, l.output, y,
@@ -996,6 +1167,63 @@ pub(crate) mod tests {
         assert_eq!(crc32(&[]), 0);
         let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
         assert_eq!(crc32(&bytes), 0x17BC_2A46);
+    }
+
+    /// The committed LeNet5-like model, validated while this test compiles.
+    static LENET: Model<'static> =
+        crate::include_model!("../../tests/golden/lenet5-like/model.lnq8");
+
+    /// That file with its first weight set to -128 (outside the symmetric range) and the CRC
+    /// resealed, built at compile time.
+    const LENET_BAD_WEIGHT: &Aligned<[u8]> = &Aligned({
+        let mut b = *include_bytes!("../../tests/golden/lenet5-like/model.lnq8");
+        let e = HEADER_LEN + 32;
+        let off = u32::from_le_bytes([b[e], b[e + 1], b[e + 2], b[e + 3]]) as usize;
+        b[off] = 0x80;
+        let crc = crc32(b.split_at(16).1).to_le_bytes();
+        let mut i = 0;
+        while i < 4 {
+            b[12 + i] = crc[i];
+            i += 1;
+        }
+        b
+    });
+
+    #[test]
+    fn embedded_models_are_validated_at_compile_time() {
+        // The compile-time model is the run-time one.
+        let copy = AlignedBytes::new(LENET.bytes);
+        let m = Model::from_bytes(copy.as_bytes()).unwrap();
+        assert_eq!(
+            (LENET.layers(), LENET.arena_len(), LENET.outputs()),
+            (m.layers(), m.arena_len(), m.outputs())
+        );
+        assert_eq!((m.layers(), m.outputs()), (5, 10));
+        let x: Vec<i8> = (0..784).map(|i| (i * 37 % 251) as i8).collect();
+        let (mut a, mut b) = (vec![0i8; m.arena_len()], vec![0i8; m.arena_len()]);
+        assert_eq!(LENET.run(&x, &mut a).unwrap(), m.run(&x, &mut b).unwrap());
+        // The same checks run in a const context: what `include_model!` turns into a build
+        // error for a corrupt or invalid file.
+        const FLIPPED: &Aligned<[u8]> = &Aligned({
+            let mut b = *include_bytes!("../../tests/golden/lenet5-like/model.lnq8");
+            b[1000] ^= 1;
+            b
+        });
+        const CORRUPT: Result<Model<'static>, Error> = Model::from_aligned(FLIPPED);
+        assert!(matches!(CORRUPT, Err(Error::Crc { .. })), "{CORRUPT:?}");
+        const BAD_WEIGHT: Result<Model<'static>, Error> = Model::from_aligned(LENET_BAD_WEIGHT);
+        assert_eq!(
+            BAD_WEIGHT.err(),
+            Some(Error::Layer {
+                layer: 0,
+                what: "weights must lie in [-127, 127]"
+            })
+        );
+        let e = BAD_WEIGHT.unwrap_err();
+        assert_eq!(e.summary(), "weights must lie in [-127, 127]");
+        // At run time the same bytes give the same error.
+        let bad = AlignedBytes::new(&LENET_BAD_WEIGHT.0);
+        assert_eq!(Model::from_bytes(bad.as_bytes()).err(), Some(e));
     }
 
     #[test]

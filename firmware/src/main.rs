@@ -22,7 +22,10 @@ mod config {
 }
 use config::*;
 
-static MODEL: &[u8] = device_infer::include_model!(concat!(env!("OUT_DIR"), "/model.lnq8"));
+/// Validated while this crate compiles: a bad model is a build error, and no validation code
+/// is left in flash.
+static MODEL: Model<'static> =
+    device_infer::include_model!(concat!(env!("OUT_DIR"), "/model.lnq8"));
 static DIGITS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/digits.bin"));
 
 const STACK_PAINT: u32 = 0x5AFE_C0DE;
@@ -77,7 +80,7 @@ fn run() -> Result<(), ()> {
         out.s(" ok\n");
     }
 
-    let model = load().map_err(|e| out.error(e))?;
+    let model = &MODEL;
     let arena: &'static mut [i8; ARENA_LEN] =
         cortex_m::singleton!(: [i8; ARENA_LEN] = [0; ARENA_LEN]).ok_or(())?;
     out.s("fw board=");
@@ -193,29 +196,9 @@ impl Out {
     /// Reports a model error (the host reads the line and fails the run).
     fn error(&mut self, e: Error) {
         self.s("error: ");
-        self.s(match e {
-            Error::NotAModel => "not a device model",
-            Error::Version { .. } => {
-                "device model format version: regenerate it with `export quantize`"
-            }
-            Error::Length { .. } => "truncated or padded model",
-            Error::Crc { .. } => "CRC mismatch: the model is corrupt",
-            Error::Misaligned => "model bytes not 4-byte aligned",
-            Error::Header(what) => what,
-            Error::Layer { what, .. } => what,
-            Error::ArenaTooSmall { .. } => "arena too small",
-            Error::InputLength { .. } => "input length",
-            _ => "model error",
-        });
+        self.s(e.summary());
         self.s("\n");
     }
-}
-
-/// Parses and validates the embedded model, in its own frame (the validation's temporaries do
-/// not stay on the stack during inference).
-#[inline(never)]
-fn load() -> Result<Model<'static>, Error> {
-    Model::from_bytes(MODEL)
 }
 
 /// SysTick's current value (it counts down), read where it stands in program order: the

@@ -82,6 +82,12 @@ fn conv_at(
 /// int8 values, 640 bytes); larger ones take the per-channel path.
 pub const PATCH: usize = 160;
 
+/// Whether the patch kernel takes a filter of `filter_len` values: it also pads with the input
+/// zero point (`-input_offset`), which must be an int8.
+pub const fn patch_fits(filter_len: usize, input_offset: i32) -> bool {
+    filter_len <= PATCH && -128 <= -input_offset && -input_offset <= 127
+}
+
 /// One requantized, clamped convolution output through the optional table.
 #[inline(always)]
 fn finish(p: &ConvParams, lut: Option<&[i8; 256]>, multiplier: i32, shift: i8, acc: i32) -> i32 {
@@ -245,7 +251,16 @@ pub fn conv2d_pool2x2_s8(
         return;
     }
     // One input channel: the strip variant, where it pays (two MACs per `smlad`).
-    if cfg!(arm_dsp) && super::conv2d_c1::c1_fits(p, in_dims, filter_dims, out_dims, pool, lut) {
+    if cfg!(arm_dsp)
+        && super::conv2d_c1::c1_fits(
+            p.stride,
+            in_dims,
+            filter_dims,
+            out_dims,
+            pool,
+            lut.is_some(),
+        )
+    {
         super::conv2d_c1::conv2d_pool2x2_s8_c1(
             p,
             q,
@@ -259,8 +274,7 @@ pub fn conv2d_pool2x2_s8(
             out_dims,
             output,
         )
-    // The patch path pads with the input zero point (`-input_offset`), which must be an int8.
-    } else if filter_dims.len() <= PATCH && (-128..=127).contains(&-p.input_offset) {
+    } else if patch_fits(filter_dims.len(), p.input_offset) {
         conv2d_pool2x2_s8_patch(
             p,
             q,
@@ -548,7 +562,7 @@ mod tests {
             prop_assert_eq!(&fused, &unfused);
             prop_assert_eq!(&per_channel, &unfused);
             prop_assert_eq!(&patched, &unfused);
-            if crate::kernels::conv2d_c1::c1_fits(&p, in_dims, fd, out_dims, pool, lut) {
+            if crate::kernels::conv2d_c1::c1_fits(p.stride, in_dims, fd, out_dims, pool, lut.is_some()) {
                 let mut strip = vec![0i8; out_dims.len()];
                 crate::kernels::conv2d_c1::conv2d_pool2x2_s8_c1(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut strip);
                 prop_assert_eq!(&strip, &unfused);

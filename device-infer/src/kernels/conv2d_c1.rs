@@ -28,21 +28,24 @@ const C1_MAX_PW: usize = (C1_STRIP_W - 2 * MAX_PAIRS) / 2;
 
 /// Whether [`conv2d_pool2x2_s8_c1`] handles this layer. On Armv7E-M only a max pool without
 /// a table (the patch kernel takes the others: the firmware carries one loop here, not two).
-pub fn c1_fits(
-    p: &ConvParams,
+pub const fn c1_fits(
+    stride: [usize; 2],
     in_dims: Dims,
     filter_dims: Dims,
     out_dims: Dims,
     pool: Pool2x2,
-    lut: Option<&[i8; 256]>,
+    has_lut: bool,
 ) -> bool {
     in_dims.c == 1
-        && p.stride == [1, 1]
-        && (1..=C1_MAX_K).contains(&filter_dims.h)
-        && (1..=C1_MAX_K).contains(&filter_dims.w)
+        && stride[0] == 1
+        && stride[1] == 1
+        && 1 <= filter_dims.h
+        && filter_dims.h <= C1_MAX_K
+        && 1 <= filter_dims.w
+        && filter_dims.w <= C1_MAX_K
         && out_dims.c <= C1_MAX_OC
         && 2 * out_dims.w + 2 * MAX_PAIRS <= C1_STRIP_W
-        && (!cfg!(arm_dsp) || (pool == Pool2x2::Max && lut.is_none()))
+        && (!cfg!(arm_dsp) || (matches!(pool, Pool2x2::Max) && !has_lut))
 }
 
 /// One-channel convolution + optional table + 2x2/2 pooling (see the module docs); the
