@@ -51,7 +51,6 @@ fn main() {
     let u16_at = |o: usize| u16::from_le_bytes([model[o], model[o + 1]]) as usize;
     let arena = u32::from_le_bytes(model[16..20].try_into().unwrap()) as usize;
     let input_len = u16_at(28) * u16_at(30) * u16_at(32);
-    let outputs = u16_at(26);
     let digits =
         fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
     let record = 1 + input_len;
@@ -67,13 +66,10 @@ fn main() {
     fs::write(
         out.join("config.rs"),
         format!(
-            "pub const BOARD: &str = {board:?};\n\
+            "pub const BOARD: &core::ffi::CStr = c{board:?};\n\
              pub const CLOCK_HZ: u32 = {clock_hz};\n\
              pub const ARENA_LEN: usize = {arena};\n\
-             pub const INPUT_LEN: usize = {input_len};\n\
-             pub const OUTPUTS: usize = {outputs};\n\
-             pub const DIGIT_COUNT: usize = {};\n",
-            digits.len() / record
+             pub const INPUT_LEN: usize = {input_len};\n"
         ),
     )
     .expect("write config.rs");

@@ -253,20 +253,6 @@ pub struct Layer<'a> {
     pub write: u8,
 }
 
-impl Layer<'_> {
-    /// The kernels' convolution parameters.
-    #[inline(always)]
-    fn conv_params(&self) -> ConvParams {
-        ConvParams {
-            input_offset: self.input_offset,
-            output_offset: self.output_offset,
-            stride: self.stride,
-            padding: self.padding,
-            act: self.act,
-        }
-    }
-}
-
 /// A filter's spatial size and input channels.
 #[inline(always)]
 const fn filter_dims(kernel: [usize; 2], input: Dims) -> Dims {
@@ -303,6 +289,46 @@ struct Entry {
     lut: Option<u32>,
     read: u8,
     write: u8,
+}
+
+impl Entry {
+    /// The kernels' convolution parameters.
+    #[inline(always)]
+    fn conv_params(&self) -> ConvParams {
+        ConvParams {
+            input_offset: self.input_offset,
+            output_offset: self.output_offset,
+            stride: self.stride,
+            padding: self.padding,
+            act: self.act,
+        }
+    }
+
+    /// The arrays the entry points at, in place in `b` (the validated bytes: `None` only
+    /// for bytes that were not).
+    fn arrays<'a>(&self, b: &'a [u8]) -> Option<Arrays<'a>> {
+        let lut = match self.lut {
+            Some(off) => Some(slice_i8(b, off, 256)?.try_into().ok()?),
+            None => None,
+        };
+        Some(Arrays {
+            weights: slice_i8(b, self.weights.0, self.weights.1)?,
+            bias: slice_i32(b, self.bias, self.channels)?,
+            q: PerChannelQuant {
+                multiplier: slice_i32(b, self.multiplier, self.channels)?,
+                shift: slice_i8(b, self.shift, self.channels)?,
+            },
+            lut,
+        })
+    }
+}
+
+/// A layer's constant arrays.
+struct Arrays<'a> {
+    weights: &'a [i8],
+    bias: &'a [i32],
+    q: PerChannelQuant<'a>,
+    lut: Option<&'a [i8; 256]>,
 }
 
 const fn layer_error(layer: u16, what: &'static str) -> Error {
@@ -726,18 +752,10 @@ impl<'a> Model<'a> {
     /// Layer `i` of the validated table: its fields and its arrays in place. No semantic
     /// check (load did them), only the bounds that keep it memory-safe.
     fn layer(&self, i: u16) -> Result<Layer<'a>, Error> {
-        let b = self.bytes;
-        let e = entry(b, i)?;
-        let bad = layer_error(i, "out of the file");
-        let lut = match e.lut {
-            Some(off) => Some(
-                slice_i8(b, off, 256)
-                    .ok_or(bad)?
-                    .try_into()
-                    .map_err(|_| bad)?,
-            ),
-            None => None,
-        };
+        let e = entry(self.bytes, i)?;
+        let a = e
+            .arrays(self.bytes)
+            .ok_or(layer_error(i, "out of the file"))?;
         Ok(Layer {
             kind: e.kind,
             input: e.input,
@@ -748,11 +766,11 @@ impl<'a> Model<'a> {
             input_offset: e.input_offset,
             output_offset: e.output_offset,
             act: e.act,
-            weights: slice_i8(b, e.weights.0, e.weights.1).ok_or(bad)?,
-            bias: slice_i32(b, e.bias, e.channels).ok_or(bad)?,
-            multiplier: slice_i32(b, e.multiplier, e.channels).ok_or(bad)?,
-            shift: slice_i8(b, e.shift, e.channels).ok_or(bad)?,
-            lut,
+            weights: a.weights,
+            bias: a.bias,
+            multiplier: a.q.multiplier,
+            shift: a.q.shift,
+            lut: a.lut,
             read: e.read,
             write: e.write,
         })
@@ -886,12 +904,9 @@ impl<'a> Model<'a> {
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
         let mut last = (0u8, 0usize);
         for i in 0..self.layers {
-            // Borrowed where it was parsed: moving the ~100-byte layer out of the `Result`
-            // cost two copies and their stack on the Cortex-M.
-            let parsed = self.layer(i);
-            let l = match &parsed {
-                Ok(l) => l,
-                Err(e) => return Err(*e),
+            let l = entry(self.bytes, i)?;
+            let Some(a) = l.arrays(self.bytes) else {
+                return Err(layer_error(i, "out of the file"));
             };
             let (src, dst) = if l.read == 0 {
                 (&*buf0, &mut *buf1)
@@ -900,7 +915,7 @@ impl<'a> Model<'a> {
             };
             let x = &src[..l.input.len()];
             let y = &mut dst[..l.output.len()];
-            run_layer(l, x, y);
+            run_layer(&l, &a, x, y);
             trace(i, y);
             last = (l.write, l.output.len());
         }
@@ -914,33 +929,29 @@ impl<'a> Model<'a> {
 }
 
 /// Runs one validated layer.
-fn run_layer(l: &Layer, x: &[i8], y: &mut [i8]) {
-    let q = PerChannelQuant {
-        multiplier: l.multiplier,
-        shift: l.shift,
-    };
+fn run_layer(l: &Entry, a: &Arrays, x: &[i8], y: &mut [i8]) {
     let (p, filter) = (l.conv_params(), filter_dims(l.kernel, l.input));
     match l.kind {
         Kind::Conv2d(Some(pool)) => kernels::conv2d_pool2x2_s8(
-            &p, &q, l.input, x, filter, l.weights, l.bias, l.lut, pool, l.output, y,
+            &p, &a.q, l.input, x, filter, a.weights, a.bias, a.lut, pool, l.output, y,
         ),
         Kind::Conv2d(None) => {
             #[cfg(feature = "conv")]
-            kernels::conv2d_s8(&p, &q, l.input, x, filter, l.weights, l.bias, l.output, y);
-            apply_lut(l.lut, y);
+            kernels::conv2d_s8(&p, &a.q, l.input, x, filter, a.weights, a.bias, l.output, y);
+            apply_lut(a.lut, y);
         }
         Kind::Dense => {
             kernels::dense_s8(
                 l.input_offset,
                 l.output_offset,
                 l.act,
-                &q,
+                &a.q,
                 x,
-                l.weights,
-                l.bias,
+                a.weights,
+                a.bias,
                 y,
             );
-            apply_lut(l.lut, y);
+            apply_lut(a.lut, y);
         }
         Kind::MaxPool | Kind::AvgPool => {
             let pp = PoolParams {

@@ -179,8 +179,9 @@ pub fn parse_output(text: &str) -> Result<FirmwareRun> {
             }
             Some("layer") => run.layer_ticks.push(num(3)?),
             Some("checksum") => {
-                let s = f.get(1).and_then(|s| s.strip_prefix("0x")).unwrap_or("");
-                run.checksum = u32::from_str_radix(s, 16)
+                run.checksum = f
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
                     .with_context(|| format!("firmware line {line:?}: bad checksum"))?;
             }
             Some("stack_hwm") => run.stack_hwm = num(1)?,
@@ -670,10 +671,10 @@ pub fn mismatches(report: &Report, limit: usize) -> String {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "fw board=mps2-an386 clock_hz=25000000 digits=2 arena=1960 layers=2 outputs=3\n\
+    const GOOD: &str = "fw board=mps2-an386 clock_hz=25000000\n\
         digit 0 label 7 pred 2 ticks 100 out -3 0 5\n\
         digit 1 label 1 pred 0 ticks 101 out 9 -128 127\n\
-        layer 0 ticks 60\nlayer 1 ticks 39\ncorrect 0/2\nchecksum 0x0badf00d\nstack_hwm 512\ndone\n";
+        layer 0 ticks 60\nlayer 1 ticks 39\nchecksum 195948557\nstack_hwm 512\ndone\n";
 
     #[test]
     fn parses_the_firmware_report() {
