@@ -164,18 +164,22 @@ macro_rules! tri {
 struct Fields<'b, const N: usize>(&'b [u8; N]);
 
 impl<const N: usize> Fields<'_, N> {
+    #[inline(always)]
     const fn u8(&self, o: usize) -> u8 {
         self.0[o]
     }
+    #[inline(always)]
     const fn u16(&self, o: usize) -> usize {
         u16::from_le_bytes([self.0[o], self.0[o + 1]]) as usize
     }
+    #[inline(always)]
     const fn u32(&self, o: usize) -> u32 {
         u32::from_le_bytes([self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]])
     }
 }
 
 /// The `len` bytes at `at`, if `b` holds them.
+#[inline(always)]
 const fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<&[u8]> {
     match b.split_at_checked(at) {
         Some((_, rest)) => match rest.split_at_checked(len) {
@@ -187,6 +191,7 @@ const fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<&[u8]> {
 }
 
 /// The `N`-byte record at `at`, if the bytes hold it.
+#[inline(always)]
 const fn record<const N: usize>(b: &[u8], at: usize) -> Option<Fields<'_, N>> {
     match bytes_at(b, at, N) {
         Some(s) => match s.first_chunk::<N>() {
@@ -306,6 +311,7 @@ impl Entry {
 
     /// The arrays the entry points at, in place in `b` (the validated bytes: `None` only
     /// for bytes that were not).
+    #[inline(always)]
     fn arrays<'a>(&self, b: &'a [u8]) -> Option<Arrays<'a>> {
         let lut = match self.lut {
             Some(off) => Some(slice_i8(b, off, 256)?.try_into().ok()?),
@@ -335,6 +341,7 @@ const fn layer_error(layer: u16, what: &'static str) -> Error {
     Error::Layer { layer, what }
 }
 
+#[inline(always)]
 const fn entry(b: &[u8], i: u16) -> Result<Entry, Error> {
     let Some(e) = record::<ENTRY_LEN>(b, HEADER_LEN + i as usize * ENTRY_LEN) else {
         return Err(layer_error(i, "truncated"));
@@ -615,9 +622,11 @@ pub struct Model<'a> {
     input_shift: i8,
 }
 
+#[inline(always)]
 fn slice_i8(b: &[u8], off: u32, len: usize) -> Option<&[i8]> {
     bytemuck::try_cast_slice(bytes_at(b, off as usize, len)?).ok()
 }
+#[inline(always)]
 fn slice_i32(b: &[u8], off: u32, count: usize) -> Option<&[i32]> {
     bytemuck::try_cast_slice(bytes_at(b, off as usize, count.checked_mul(4)?)?).ok()
 }
@@ -904,31 +913,83 @@ impl<'a> Model<'a> {
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
         let mut last = (0u8, 0usize);
         for i in 0..self.layers {
-            let l = entry(self.bytes, i)?;
-            let Some(a) = l.arrays(self.bytes) else {
-                return Err(layer_error(i, "out of the file"));
-            };
-            let (src, dst) = if l.read == 0 {
-                (&*buf0, &mut *buf1)
-            } else {
-                (&*buf1, &mut *buf0)
-            };
-            let x = &src[..l.input.len()];
-            let y = &mut dst[..l.output.len()];
-            run_layer(&l, &a, x, y);
-            trace(i, y);
-            last = (l.write, l.output.len());
+            last = self.step(i, buf0, buf1, trace)?;
         }
-        let out = if last.0 == 0 {
-            &buf0[..last.1]
-        } else {
-            &buf1[..last.1]
+        Ok(Self::output(buf0, buf1, last))
+    }
+
+    /// [`run_in_place`](Self::run_in_place) for a model known while the firmware compiles
+    /// (a `static` from [`include_model!`](crate::include_model)): the layer loop is written
+    /// out ([`UNROLLED_LAYERS`] steps) and inlined, so the compiler reads each layer-table
+    /// entry from flash, keeps only the call of that layer's kernel with its arguments as
+    /// constants, and drops the decoding and the dispatch. Same results. For a model read at
+    /// run time it would be that many copies of the dispatch: use `run_in_place` there.
+    #[inline(always)]
+    pub fn run_static<'b>(
+        &self,
+        arena: &'b mut [i8],
+        mut trace: impl FnMut(u16, &[i8]),
+    ) -> Result<&'b [i8], Error> {
+        if self.layers as usize > UNROLLED_LAYERS {
+            return self.run_dyn(arena, &mut trace);
+        }
+        if arena.len() < self.arena_len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len as u32,
+            });
+        }
+        let (buf0, buf1) = arena.split_at_mut(self.buffer1);
+        let mut last = (0u8, 0usize);
+        macro_rules! steps {
+            ($($i:literal)*) => {
+                $(
+                    if $i < self.layers {
+                        last = self.step($i, buf0, buf1, &mut trace)?;
+                    }
+                )*
+            };
+        }
+        steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        Ok(Self::output(buf0, buf1, last))
+    }
+
+    /// Layer `i` from the buffer it reads to the one it writes, then `trace`: the body of
+    /// both run loops. Returns the buffer written and the output length.
+    #[inline(always)]
+    fn step(
+        &self,
+        i: u16,
+        buf0: &mut [i8],
+        buf1: &mut [i8],
+        trace: &mut (impl FnMut(u16, &[i8]) + ?Sized),
+    ) -> Result<(u8, usize), Error> {
+        let l = entry(self.bytes, i)?;
+        let Some(a) = l.arrays(self.bytes) else {
+            return Err(layer_error(i, "out of the file"));
         };
-        Ok(out)
+        let (src, dst) = if l.read == 0 {
+            (&*buf0, &mut *buf1)
+        } else {
+            (&*buf1, &mut *buf0)
+        };
+        let x = &src[..l.input.len()];
+        let y = &mut dst[..l.output.len()];
+        run_layer(&l, &a, x, y);
+        trace(i, y);
+        Ok((l.write, l.output.len()))
+    }
+
+    /// The last layer's output: `len` values of buffer `buf`.
+    fn output<'b>(buf0: &'b [i8], buf1: &'b [i8], (buf, len): (u8, usize)) -> &'b [i8] {
+        if buf == 0 { &buf0[..len] } else { &buf1[..len] }
     }
 }
 
+/// Steps [`Model::run_static`] writes out; a model with more layers runs the loop.
+pub const UNROLLED_LAYERS: usize = 16;
+
 /// Runs one validated layer.
+#[inline(always)]
 fn run_layer(l: &Entry, a: &Arrays, x: &[i8], y: &mut [i8]) {
     let (p, filter) = (l.conv_params(), filter_dims(l.kernel, l.input));
     match l.kind {
@@ -982,10 +1043,13 @@ fn apply_lut(lut: Option<&[i8; 256]>, y: &mut [i8]) {
 
 /// Index of the largest output (the predicted class); the first on ties.
 pub fn argmax(outputs: &[i8]) -> usize {
-    outputs
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > outputs[best] { i } else { best })
+    let mut best = (0, i8::MIN);
+    for (i, &v) in outputs.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
 }
 
 #[cfg(test)]
@@ -1178,6 +1242,48 @@ pub(crate) mod tests {
         assert_eq!(crc32(&[]), 0);
         let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
         assert_eq!(crc32(&bytes), 0x17BC_2A46);
+    }
+
+    #[test]
+    fn the_written_out_loop_runs_as_the_loop() {
+        let x: Vec<i8> = (0..784).map(|i| (i * 53 % 241) as i8).collect();
+        let mut a = vec![0i8; LENET.arena_len()];
+        let mut b = a.clone();
+        let mut seen = Vec::new();
+        let looped = LENET.run(&x, &mut a).unwrap().to_vec();
+        LENET.input_slot(&mut b).unwrap().copy_from_slice(&x);
+        let written_out = LENET
+            .run_static(&mut b, |i, y| seen.push((i, y.len())))
+            .unwrap();
+        assert_eq!(written_out, looped);
+        assert_eq!(seen, [(0, 1176), (1, 400), (2, 120), (3, 84), (4, 10)]);
+        // Past UNROLLED_LAYERS it runs the loop: 17 dense layers, 4 -> 4.
+        let mut deep = spec();
+        let dense = deep.layers.pop().unwrap();
+        deep.input = Dims { h: 1, w: 1, c: 4 };
+        deep.layers = (0..UNROLLED_LAYERS + 1)
+            .map(|_| LayerSpec {
+                input: Dims { h: 1, w: 1, c: 4 },
+                output: Dims { h: 1, w: 1, c: 4 },
+                weights: bytes(16, 3),
+                bias: vec![1, -2, 3, -4],
+                multiplier: vec![1_300_000_000; 4],
+                shift: vec![-3; 4],
+                ..dense.clone()
+            })
+            .collect();
+        let file = AlignedBytes::new(&write(&deep));
+        let m = Model::from_bytes(file.as_bytes()).unwrap();
+        assert_eq!(m.layers() as usize, UNROLLED_LAYERS + 1);
+        let mut a = vec![0i8; m.arena_len()];
+        let mut b = a.clone();
+        let looped = m.run(&[5, -7, 100, -128], &mut a).unwrap().to_vec();
+        m.input_slot(&mut b)
+            .unwrap()
+            .copy_from_slice(&[5, -7, 100, -128]);
+        let mut layers = 0;
+        assert_eq!(m.run_static(&mut b, |_, _| layers += 1).unwrap(), looped);
+        assert_eq!(layers, UNROLLED_LAYERS + 1);
     }
 
     /// The committed LeNet5-like model, validated while this test compiles.

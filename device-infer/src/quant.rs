@@ -99,7 +99,9 @@ impl Requant {
         // rounding_divide_by_pot(x, right) with the mask and half worked out.
         let threshold = self.half + i32::from(x < 0);
         let v = (x >> self.right) + i32::from((x & self.mask) > threshold);
-        (v + self.offset).clamp(self.min, self.max)
+        // `max` then `min`: `clamp` would check `min <= max` (validated at load) and carry a
+        // panic path.
+        (v + self.offset).max(self.min).min(self.max)
     }
 }
 

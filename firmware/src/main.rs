@@ -108,7 +108,7 @@ fn run() -> Result<(), ()> {
         }
         let t0 = now();
         let mut last = t0;
-        let result = model.run_in_place(arena, |layer, y| {
+        let result = model.run_static(arena, |layer, y| {
             if first {
                 // The layer's outputs are all written before the clock is read.
                 core::hint::black_box(y);
@@ -159,19 +159,19 @@ fn print(s: &CStr) {
 #[inline(never)]
 fn num(key: &CStr, mut v: u32) {
     print(key);
-    // Digits from the end; the last byte stays 0, the terminator.
+    // Digits from the end (a u32 has at most 10); the last byte stays 0, the terminator.
     let mut buf = [0u8; 11];
-    let mut at = buf.len() - 1;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
+    let mut start = 0;
+    for (at, d) in buf[..10].iter_mut().enumerate().rev() {
+        *d = b'0' + (v % 10) as u8;
         v /= 10;
+        start = at;
         if v == 0 {
             break;
         }
     }
-    // SAFETY: as in `print`: `buf[at..]` ends with its 0 byte.
-    unsafe { cortex_m_semihosting::syscall1!(WRITE0, buf[at..].as_ptr()) };
+    // SAFETY: as in `print`: the bytes from `start` end with the 0 byte.
+    unsafe { cortex_m_semihosting::syscall1!(WRITE0, buf.as_ptr().wrapping_add(start)) };
 }
 
 /// Reports a failed run (the host reads the line and fails). The model was validated at

@@ -77,9 +77,15 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
             r.run.stack_hwm
         );
         assert!(r.sizes.rodata >= r.model_bytes + r.digit_bytes);
-        // Code (harness included) without the kernels the model does not use: 9.5 KB on the
-        // M4, 8.9 KB on the M0 when written (13.4 and 10.7 KB before the size work).
-        assert!(r.sizes.text < 10 * 1024, "{board}: .text {}", r.sizes.text);
+        // Flash budget of the issue: weights + 6 KB. Code (harness included), other constants
+        // and vectors: 6,040 B on the M4, 5,404 B on the M0 when written (M4: 10.9 KB at the
+        // start of that session, 16.7 KB the session before).
+        assert!(
+            r.code_and_tables() <= 6 * 1024,
+            "{board}: code and tables {} (.text {})",
+            r.code_and_tables(),
+            r.sizes.text
+        );
         assert!(text.contains("instructions per MAC: "), "{text}");
     }
 }

@@ -12,8 +12,9 @@ use crate::quant::requantize;
 /// The part `lo..hi` of a window of size `k` starting at `start` (may be negative) that lies
 /// inside `0..len`.
 pub(crate) fn clip(start: isize, k: usize, len: usize) -> (usize, usize) {
-    let lo = (-start).clamp(0, k as isize) as usize;
-    let hi = (len as isize - start).clamp(lo as isize, k as isize) as usize;
+    // `lo <= k`, so the second range is never empty (written without `clamp`'s panic path).
+    let lo = (-start).max(0).min(k as isize) as usize;
+    let hi = (len as isize - start).max(lo as isize).min(k as isize) as usize;
     (lo, hi)
 }
 

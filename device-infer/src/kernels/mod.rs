@@ -70,7 +70,8 @@ impl Clamp {
 
     /// Clamps an int32 value into the range.
     pub fn apply(&self, v: i32) -> i8 {
-        v.clamp(self.min as i32, self.max as i32) as i8
+        // Not `clamp`: its `min <= max` check (validated at load) would carry a panic path.
+        v.max(self.min as i32).min(self.max as i32) as i8
     }
 }
 
