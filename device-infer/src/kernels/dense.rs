@@ -62,7 +62,7 @@ pub fn dense_s8(
     )
 }
 
-/// Inputs per widened chunk of [`dense_s8_rows4`] (1 KB of stack; LeNet's largest dense
+/// Inputs per widened chunk of `dense_s8_rows4` (1 KB of stack; LeNet's largest dense
 /// layer has 400).
 pub const DENSE_CHUNK: usize = 512;
 

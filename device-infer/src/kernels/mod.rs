@@ -1,5 +1,5 @@
 //! int8 kernels, named `<op>[_<shape case>]_<dtype>[_<variant>]`, each with a slow,
-//! obviously-correct twin in [`reference`] that it must match bit for bit.
+//! obviously-correct twin in [`reference`](mod@reference) that it must match bit for bit.
 //!
 //! Layouts: activations HWC (one image, channels innermost), convolution filters OHWI
 //! (`[out_c][kh][kw][in_c]`), dense weights `[out][in]`. Quantization (TFLite / ONNX QLinear
