@@ -420,7 +420,12 @@ const fn pool_axis_ok(input: usize, k: usize, stride: usize, pad: usize, out: us
 /// points at and the kernels this build has. Constant time per entry plus one pass over its
 /// weights and per-channel arrays.
 const fn check_entry(b: &[u8], e: &Entry) -> Result<(), &'static str> {
-    if e.input.is_empty() || e.output.is_empty() {
+    // Sizes first, so that no product below overflows a 32-bit `usize` (on the part, and in
+    // the compile-time check of an embedded model).
+    let (Some(input_len), Some(output_len)) = (volume(e.input), volume(e.output)) else {
+        return Err("activation too large");
+    };
+    if input_len == 0 || output_len == 0 {
         return Err("empty activation");
     }
     if e.input_offset < -255
@@ -445,18 +450,24 @@ const fn check_entry(b: &[u8], e: &Entry) -> Result<(), &'static str> {
             {
                 return Err("output size does not follow from the convolution");
             }
-            let vol = filter_dims(e.kernel, e.input).len();
             // |(x - zp) * w| <= 255 * 127 per product: keep the sum inside i32.
-            if vol > 65_000 {
-                return Err("filter volume could overflow the accumulator");
+            let vol = match volume(filter_dims(e.kernel, e.input)) {
+                Some(vol) if vol <= 65_000 => vol,
+                _ => return Err("filter volume could overflow the accumulator"),
+            };
+            match e.output.c.checked_mul(vol) {
+                Some(len) => (e.output.c, len),
+                None => return Err("filter bank too large"),
             }
-            (e.output.c, e.output.c * vol)
         }
         Kind::Dense => {
-            if e.output.h != 1 || e.output.w != 1 || e.input.len() > 65_000 {
+            if e.output.h != 1 || e.output.w != 1 || input_len > 65_000 {
                 return Err("dense shape");
             }
-            (e.output.c, e.output.c * e.input.len())
+            match e.output.c.checked_mul(input_len) {
+                Some(len) => (e.output.c, len),
+                None => return Err("dense weights too large"),
+            }
         }
         Kind::MaxPool | Kind::AvgPool => {
             let (i, o) = (e.input, e.output);
@@ -631,6 +642,14 @@ fn slice_i32(b: &[u8], off: u32, count: usize) -> Option<&[i32]> {
     bytemuck::try_cast_slice(bytes_at(b, off as usize, count.checked_mul(4)?)?).ok()
 }
 
+/// `d`'s number of values, if it fits a `usize`.
+const fn volume(d: Dims) -> Option<usize> {
+    match d.h.checked_mul(d.w) {
+        Some(hw) => hw.checked_mul(d.c),
+        None => None,
+    }
+}
+
 const fn same_dims(a: Dims, b: Dims) -> bool {
     a.h == b.h && a.w == b.w && a.c == b.c
 }
@@ -705,7 +724,7 @@ impl<'a> Model<'a> {
         if model.layers == 0 || HEADER_LEN + model.layers as usize * ENTRY_LEN > bytes.len() {
             return Err(Error::Header("layer count"));
         }
-        if model.input.is_empty() || model.outputs == 0 {
+        if !matches!(volume(model.input), Some(1..)) || model.outputs == 0 {
             return Err(Error::Header("input or output size"));
         }
         if model.input_multiplier < 0 || model.input_shift < -31 || model.input_shift > 30 {
@@ -942,6 +961,7 @@ impl<'a> Model<'a> {
         let mut last = (0u8, 0usize);
         macro_rules! steps {
             ($($i:literal)*) => {
+                const _: () = assert!([$($i),*].len() == UNROLLED_LAYERS);
                 $(
                     if $i < self.layers {
                         last = self.step($i, buf0, buf1, &mut trace)?;
