@@ -220,6 +220,7 @@ fn avg4(s: i32) -> i32 {
 /// size: `floor(conv_out / 2)` in each direction (validated at load). Dispatches to the
 /// patch variant when the filter volume fits [`PATCH`].
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn conv2d_pool2x2_s8(
     p: &ConvParams,
     q: &PerChannelQuant,
