@@ -202,7 +202,8 @@ const fn record<const N: usize>(b: &[u8], at: usize) -> Option<Fields<'_, N>> {
     }
 }
 
-/// [`window_out`] in one place in flash (validation calls it six times).
+/// [`window_out`] in one place (validation calls it six times; on a part that validates a
+/// model at run time, one copy in flash).
 #[inline(never)]
 const fn out_size(input: usize, k: usize, stride: usize, pads: usize) -> Option<usize> {
     window_out(input, k, stride, pads)
@@ -768,6 +769,17 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
+    /// `Ok` if `arena` holds the [`arena_len`](Self::arena_len) bytes a run needs.
+    #[inline(always)]
+    fn arena_fits(&self, arena: &[i8]) -> Result<(), Error> {
+        if arena.len() < self.arena_len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len as u32,
+            });
+        }
+        Ok(())
+    }
+
     /// Bytes of arena buffer `buf` (0 or 1).
     const fn buffer_len(&self, buf: u8) -> usize {
         if buf == 0 {
@@ -880,11 +892,7 @@ impl<'a> Model<'a> {
         arena: &'b mut [i8],
         trace: impl FnMut(u16, &[i8]),
     ) -> Result<&'b [i8], Error> {
-        if arena.len() < self.arena_len {
-            return Err(Error::ArenaTooSmall {
-                needed: self.arena_len as u32,
-            });
-        }
+        self.arena_fits(arena)?;
         if input.len() != self.input.len() {
             return Err(Error::InputLength {
                 expected: self.input.len() as u32,
@@ -898,11 +906,7 @@ impl<'a> Model<'a> {
     /// straight into it (e.g. with [`quantize_input`](Self::quantize_input)) and the input needs
     /// no RAM of its own.
     pub fn input_slot<'b>(&self, arena: &'b mut [i8]) -> Result<&'b mut [i8], Error> {
-        if arena.len() < self.arena_len {
-            return Err(Error::ArenaTooSmall {
-                needed: self.arena_len as u32,
-            });
-        }
+        self.arena_fits(arena)?;
         Ok(&mut arena[..self.input.len()])
     }
 
@@ -924,11 +928,7 @@ impl<'a> Model<'a> {
         arena: &'b mut [i8],
         trace: &mut dyn FnMut(u16, &[i8]),
     ) -> Result<&'b [i8], Error> {
-        if arena.len() < self.arena_len {
-            return Err(Error::ArenaTooSmall {
-                needed: self.arena_len as u32,
-            });
-        }
+        self.arena_fits(arena)?;
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
         let mut last = (0u8, 0usize);
         for i in 0..self.layers {
@@ -952,11 +952,7 @@ impl<'a> Model<'a> {
         if self.layers as usize > UNROLLED_LAYERS {
             return self.run_dyn(arena, &mut trace);
         }
-        if arena.len() < self.arena_len {
-            return Err(Error::ArenaTooSmall {
-                needed: self.arena_len as u32,
-            });
-        }
+        self.arena_fits(arena)?;
         let (buf0, buf1) = arena.split_at_mut(self.buffer1);
         let mut last = (0u8, 0usize);
         macro_rules! steps {

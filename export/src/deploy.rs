@@ -143,6 +143,16 @@ pub struct FirmwareRun {
     pub selftest_cases: Option<u64>,
 }
 
+impl FirmwareRun {
+    /// Digits the firmware classified as labelled.
+    pub fn correct(&self) -> usize {
+        self.digits
+            .iter()
+            .filter(|d| d.pred == d.label as usize)
+            .count()
+    }
+}
+
 /// Parses the firmware's semihosting output (see `firmware/src/main.rs`).
 pub fn parse_output(text: &str) -> Result<FirmwareRun> {
     let mut run = FirmwareRun::default();
@@ -491,12 +501,7 @@ impl Report {
             "board {} ({}, {}) under QEMU -icount shift=0: {} digits",
             b.name, b.core, b.target, n
         );
-        let correct = self
-            .run
-            .digits
-            .iter()
-            .filter(|d| d.pred == d.label as usize)
-            .count();
+        let correct = self.run.correct();
         if let Some(cases) = self.run.selftest_cases {
             let _ = writeln!(
                 s,

@@ -50,12 +50,7 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
             h = (h ^ *v as u8 as u32).wrapping_mul(0x0100_0193);
         }
         assert_eq!(r.run.checksum, h, "{board}");
-        let correct = r
-            .run
-            .digits
-            .iter()
-            .filter(|d| d.pred == d.label as usize)
-            .count();
+        let correct = r.run.correct();
         assert!(correct >= 38, "{board}: {correct}/40 correct");
         assert_eq!(r.run.layer_ticks.len(), 5, "{board}");
         assert_eq!(r.macs.iter().sum::<u64>(), 416_520);
