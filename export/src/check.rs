@@ -152,16 +152,31 @@ pub fn report(graph: &Graph, a: &Analysis, target: Option<&Part>) -> Report {
         a.nodes.len(),
         a.folded.len()
     );
+    if !graph.folded_batch_norms.is_empty() {
+        let _ = writeln!(
+            s,
+            "batch norm: {} BatchNormalization nodes folded into their convolutions ({})",
+            graph.folded_batch_norms.len(),
+            graph.folded_batch_norms.join(", ")
+        );
+    }
     let mut ok = true;
     if a.unsupported.is_empty() {
         let _ = writeln!(s, "ops: all supported by the device runtime");
     } else {
         ok = false;
         for (node, op) in &a.unsupported {
-            let _ = writeln!(
-                s,
-                "unsupported op {op} (node {node}): the device runtime cannot run it"
-            );
+            if a.off_device.iter().any(|(n, _)| n == node) {
+                let _ = writeln!(
+                    s,
+                    "op {op} (node {node}): known (shape inferred), runs in tract on the edge box; the device runtime cannot run it"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "unsupported op {op} (node {node}): the device runtime cannot run it"
+                );
+            }
         }
         let _ = writeln!(s, "the device runtime supports: {}", ops::supported_names());
     }

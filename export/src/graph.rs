@@ -144,6 +144,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Initializers and folded Constant nodes.
     pub constants: HashMap<String, Constant>,
+    /// `BatchNormalization` nodes folded into the convolution before them (see
+    /// [`fold_batch_norms`]).
+    pub folded_batch_norms: Vec<String>,
 }
 
 fn dtype_name(t: i32) -> String {
@@ -397,7 +400,7 @@ pub fn from_model(model: &ModelProto) -> Result<Graph> {
     }
     let nodes = order.into_iter().map(|i| nodes[i].clone()).collect();
 
-    Ok(Graph {
+    let mut graph = Graph {
         opset,
         producer: format!("{} {}", model.producer_name, model.producer_version)
             .trim()
@@ -407,7 +410,111 @@ pub fn from_model(model: &ModelProto) -> Result<Graph> {
         output: output.name.clone(),
         nodes,
         constants,
-    })
+        folded_batch_norms: Vec::new(),
+    };
+    fold_batch_norms(&mut graph)?;
+    Ok(graph)
+}
+
+/// Folds each inference-mode `BatchNormalization` that reads a `Conv` output (and is its only
+/// reader) into that convolution: with `s = scale / sqrt(var + epsilon)` per output channel,
+/// `W' = W * s` and `B' = (B - mean) * s + bias`. The batch norm node disappears and the
+/// convolution writes its output. Other batch norms are left for the op check to report.
+pub fn fold_batch_norms(g: &mut Graph) -> Result<()> {
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let bn = &g.nodes[i];
+        if bn.op != "BatchNormalization" || bn.outputs.len() != 1 || bn.inputs.len() != 5 {
+            i += 1;
+            continue;
+        }
+        let src = bn.inputs[0].clone();
+        let readers = g.nodes.iter().filter(|n| n.inputs.contains(&src)).count();
+        let Some(ci) = g
+            .nodes
+            .iter()
+            .position(|n| n.op == "Conv" && n.outputs.first() == Some(&src))
+        else {
+            i += 1;
+            continue;
+        };
+        let get = |name: &str| match g.constants.get(name) {
+            Some(Constant::F32 { dims, data }) => Some((dims.clone(), data.clone())),
+            _ => None,
+        };
+        let conv = &g.nodes[ci];
+        let (Some((wd, mut w)), Some((_, scale)), Some((_, beta)), Some((_, mean)), Some((_, var))) = (
+            conv.inputs.get(1).and_then(|n| get(n)),
+            get(&bn.inputs[1]),
+            get(&bn.inputs[2]),
+            get(&bn.inputs[3]),
+            get(&bn.inputs[4]),
+        ) else {
+            i += 1;
+            continue;
+        };
+        let co = wd.first().copied().unwrap_or(0);
+        if readers != 1
+            || graph_output_is(g, &src)
+            || [&scale, &beta, &mean, &var].iter().any(|v| v.len() != co)
+            || co == 0
+        {
+            i += 1;
+            continue;
+        }
+        let eps = bn.float("epsilon", 1e-5)?;
+        let bias = match conv.inputs.get(2).filter(|n| !n.is_empty()) {
+            Some(b) => match get(b) {
+                Some((_, b)) if b.len() == co => b,
+                _ => bail!(
+                    "node {}: bias must be a float32 initializer of {co} values",
+                    conv.name
+                ),
+            },
+            None => vec![0.0; co],
+        };
+        let per = w.len() / co;
+        let mut new_bias = vec![0.0f32; co];
+        for c in 0..co {
+            let s = scale[c] / (var[c] + eps).sqrt();
+            if !s.is_finite() {
+                bail!(
+                    "node {}: batch norm channel {c} has a non-finite scale",
+                    bn.name
+                );
+            }
+            for v in &mut w[c * per..(c + 1) * per] {
+                *v *= s;
+            }
+            new_bias[c] = (bias[c] - mean[c]) * s + beta[c];
+        }
+        let (wname, bname) = (
+            format!("{}.folded_weight", conv.name),
+            format!("{}.folded_bias", conv.name),
+        );
+        g.constants
+            .insert(wname.clone(), Constant::F32 { dims: wd, data: w });
+        g.constants.insert(
+            bname.clone(),
+            Constant::F32 {
+                dims: vec![co],
+                data: new_bias,
+            },
+        );
+        let out = bn.outputs[0].clone();
+        let bn_name = bn.name.clone();
+        let conv = &mut g.nodes[ci];
+        conv.inputs.truncate(1);
+        conv.inputs.extend([wname, bname]);
+        conv.outputs[0] = out;
+        g.nodes.remove(i);
+        g.folded_batch_norms.push(bn_name);
+    }
+    Ok(())
+}
+
+fn graph_output_is(g: &Graph, name: &str) -> bool {
+    g.output == name
 }
 
 fn tensor_type<'a>(

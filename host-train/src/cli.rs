@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::data::augment::Augment;
 use crate::data::{self, DatasetKind};
-use crate::models::ModelKind;
+use crate::models::{ModelKind, ModelOptions, PoolKind};
 use crate::optim::{OptimizerKind, Schedule};
 use crate::summary;
 use crate::train::{self, RunOptions, TrainConfig};
@@ -23,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model (or continue a run with --resume) and print its test accuracy.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Test accuracy and confusion matrix of a trained run.
     Eval(EvalArgs),
     /// Which datasets are present where, and whether their checksums verify.
@@ -73,7 +74,8 @@ struct PlotArgs {
 /// Where the data is.
 #[derive(Args, Debug, Clone)]
 struct DataArgs {
-    /// Folder holding the dataset's files, or a data root holding `mnist/` (else
+    /// Folder holding the dataset's files, or a data root holding `mnist/`, `cifar10/`,
+    /// `oxflower17/` (else
     /// $HOST_TRAIN_DATA_DIR, else ./data; downloaded if nowhere).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -89,6 +91,13 @@ struct DeviceArgs {
     /// CPU threads for the flex backend (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum AugmentKind {
+    None,
+    CropFlip,
+    ResizedCropFlip,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +187,25 @@ struct TrainArgs {
     /// Augment: translate each training image by up to N pixels at random (0: off).
     #[arg(long, default_value_t = 0)]
     augment_shift: usize,
+    /// Augment colour images: `crop-flip` (pad, random crop, flip; CIFAR-10) or
+    /// `resized-crop-flip` (random area/aspect crop resized back, flip; the flowers).
+    #[arg(long, value_enum, default_value_t = AugmentKind::None)]
+    augment: AugmentKind,
+    /// Zeros padded on each side before a `crop-flip` crop.
+    #[arg(long, default_value_t = 4)]
+    augment_pad: usize,
+    /// Smallest area fraction of a `resized-crop-flip` crop.
+    #[arg(long, default_value_t = 0.35)]
+    augment_min_scale: f64,
+    /// Side of the square input for the flowers (photos are resized to it) [default: 224].
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// The LeNets' pooling [default: max for lenet5-like, avg for lenet5].
+    #[arg(long, value_enum)]
+    pool: Option<PoolKind>,
+    /// The LeNets' feature maps as C1,C2 [default: 6,16].
+    #[arg(long, value_parser = parse_filters)]
+    filters: Option<[usize; 2]>,
     /// Run folder (default: runs/<model>-<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -212,6 +240,25 @@ struct SummaryArgs {
     /// Output classes.
     #[arg(long, default_value_t = 10)]
     classes: usize,
+    /// The LeNets' pooling.
+    #[arg(long, value_enum)]
+    pool: Option<PoolKind>,
+    /// The LeNets' feature maps as C1,C2 [default: 6,16].
+    #[arg(long, value_parser = parse_filters)]
+    filters: Option<[usize; 2]>,
+}
+
+/// Parses `C1,C2` feature-map counts.
+fn parse_filters(s: &str) -> Result<[usize; 2], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected two counts like 6,16, got {s:?}"))?;
+    match v.as_slice() {
+        [a, b] if *a > 0 && *b > 0 => Ok([*a, *b]),
+        _ => Err(format!("expected two positive counts like 6,16, got {s:?}")),
+    }
 }
 
 /// Parses `WxHxC` (or `WxH`, one channel) into `[C, H, W]`.
@@ -228,7 +275,7 @@ fn parse_input(s: &str) -> Result<[usize; 3], String> {
 /// Runs the command line.
 pub fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Train(a) => cmd_train(a),
+        Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Datasets(a) => cmd_datasets(a),
         Command::Plot(a) => {
@@ -258,7 +305,7 @@ pub fn main() -> Result<()> {
         }
         Command::ExportOnnx(a) => {
             let cfg = train::read_config(&a.run)?;
-            let data = load_data(cfg.dataset, &a.data)?;
+            let data = load_data(&cfg, &a.data)?;
             let e = crate::onnx::export_run(&a.run, &a.out, &data, a.samples, a.dynamic_batch)?;
             println!(
                 "wrote {} ({} bytes, sha256 {})",
@@ -274,17 +321,52 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Summary(a) => {
-            let rows = summary::summarize(a.input, &a.model.layers(a.input, a.classes))?;
+            let opts = ModelOptions {
+                pool: a.pool,
+                filters: a.filters,
+            };
+            let rows =
+                summary::summarize(a.input, &a.model.layers_with(a.input, a.classes, &opts))?;
+            println!(
+                "{} on {}x{}x{}, {} classes",
+                a.model, a.input[2], a.input[1], a.input[0], a.classes
+            );
             print!("{}", summary::render(a.input, &rows));
             Ok(())
         }
     }
 }
 
-fn load_data(kind: DatasetKind, data: &DataArgs) -> Result<data::Splits> {
+/// Loads the dataset of a run, as its config says (size, split).
+fn load_data(cfg: &TrainConfig, data: &DataArgs) -> Result<data::Splits> {
+    let kind = cfg.dataset;
     let found = data::locate_or_download(kind, data.data_dir.as_deref())?;
-    eprintln!("{kind}: {} ({})", found.dir.display(), found.how);
-    Ok(kind.load(&found.dir)?)
+    let t0 = std::time::Instant::now();
+    let splits = kind.load_with(&found.dir, &cfg.load_options())?;
+    eprintln!(
+        "{kind}: {} ({}): {} train / {} test images of {}, loaded in {:.1} s{}",
+        found.dir.display(),
+        found.how,
+        splits.train.len(),
+        splits.test.len(),
+        splits
+            .train
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
+        t0.elapsed().as_secs_f64(),
+        if kind == DatasetKind::Cifar10 {
+            format!(
+                " ({} of 5 training batches)",
+                data::cifar10::train_batches(&found.dir).len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(splits)
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
@@ -296,7 +378,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     let (outcome, dir) = if let Some(run) = &a.resume {
         let cfg = train::read_config(run)?;
-        let data = load_data(cfg.dataset, &a.data)?;
+        let data = load_data(&cfg, &a.data)?;
         eprintln!(
             "resuming {} ({} on {})",
             run.display(),
@@ -320,9 +402,19 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             train_limit: a.train_limit,
             test_limit: a.test_limit,
             augment_shift: a.augment_shift,
+            augment: match a.augment {
+                AugmentKind::None => Augment::None,
+                AugmentKind::CropFlip => Augment::CropFlip { pad: a.augment_pad },
+                AugmentKind::ResizedCropFlip => Augment::ResizedCropFlip {
+                    min_scale: a.augment_min_scale,
+                },
+            },
+            image_size: a.image_size,
+            pool: a.pool,
+            filters: a.filters,
             ..TrainConfig::new(a.model, a.dataset)
         };
-        let data = load_data(cfg.dataset, &a.data)?;
+        let data = load_data(&cfg, &a.data)?;
         let dir = a
             .out
             .clone()
@@ -349,7 +441,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let device = a.device.device()?;
     let (cfg, model) = train::load_run_model(&a.run, &device)?;
-    let data = load_data(cfg.dataset, &a.data)?;
+    let data = load_data(&cfg, &a.data)?;
     let pred = train::predict(&model, &data.test, None, &device);
     let k = cfg.dataset.num_classes();
     let mut confusion = vec![vec![0usize; k]; k];
@@ -394,7 +486,7 @@ fn cmd_datasets(a: DataArgs) -> Result<()> {
                 println!("{kind}: {} ({})", found.dir.display(), found.how);
                 for (name, r) in data::verify(kind, &found.dir) {
                     match r {
-                        Ok(()) => println!("  {name:<32} verified"),
+                        Ok(detail) => println!("  {name:<32} {detail}"),
                         Err(e) => {
                             all_ok = false;
                             println!("  {name:<32} NOT VERIFIED: {e}");

@@ -57,6 +57,16 @@ pub enum LayerSpec {
     Relu,
     /// Sigmoid.
     Sigmoid,
+    /// Local response normalisation across `size` neighbouring channels (AlexNet).
+    Lrn {
+        /// Channels in the window.
+        size: usize,
+    },
+    /// Batch normalisation per channel: 2 trainable parameters per channel (scale, shift) and
+    /// 2 running statistics; folded into the preceding convolution at export.
+    BatchNorm,
+    /// Dropout (training only; the identity at inference).
+    Dropout,
 }
 
 /// The seed's output-size rule for one spatial dimension, or `None` when the window does not
@@ -191,6 +201,16 @@ pub fn summarize(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerRow
             }
             LayerSpec::Relu => ("relu".to_string(), shape.clone(), 0, 0),
             LayerSpec::Sigmoid => ("sigmoid".to_string(), shape.clone(), 0, 0),
+            LayerSpec::Lrn { size } => {
+                let name = format!("lrn {size}");
+                spatial(&name, &shape)?;
+                (name, shape.clone(), 0, 0)
+            }
+            LayerSpec::BatchNorm => {
+                let [c, _, _] = spatial("batchnorm", &shape)?;
+                ("batchnorm".to_string(), shape.clone(), 2 * c, 0)
+            }
+            LayerSpec::Dropout => ("dropout".to_string(), shape.clone(), 0, 0),
         };
         shape = output.clone();
         rows.push(LayerRow {

@@ -23,8 +23,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::{DatasetKind, ImageSet, Splits};
-use crate::models::{ModelKind, Network};
+use crate::data::augment::Augment;
+use crate::data::{DatasetKind, ImageSet, LoadOptions, Splits};
+use crate::models::{ModelKind, ModelOptions, Network, PoolKind};
 use crate::optim::{OptimizerKind, Schedule};
 use crate::rng::{SplitMix64, epoch_permutation};
 
@@ -67,6 +68,19 @@ pub struct TrainConfig {
     /// augmentation). Drawn from `(seed, iteration)`, so resumed runs see the same images.
     #[serde(default)]
     pub augment_shift: usize,
+    /// Colour augmentation (crop and flip), drawn like `augment_shift`.
+    #[serde(default)]
+    pub augment: Augment,
+    /// Side of the square input for photo datasets (the flowers); `None`: the dataset's
+    /// default.
+    #[serde(default)]
+    pub image_size: Option<usize>,
+    /// The LeNets' pooling (`None`: the model's own).
+    #[serde(default)]
+    pub pool: Option<PoolKind>,
+    /// The LeNets' feature maps (`None`: 6 and 16).
+    #[serde(default)]
+    pub filters: Option<[usize; 2]>,
 }
 
 impl TrainConfig {
@@ -90,6 +104,41 @@ impl TrainConfig {
             train_limit: None,
             test_limit: None,
             augment_shift: 0,
+            augment: Augment::None,
+            image_size: None,
+            pool: None,
+            filters: None,
+        }
+    }
+
+    /// The architecture options of the run's model.
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            pool: self.pool,
+            filters: self.filters,
+        }
+    }
+
+    /// Builds the run's network with fresh (unseeded) weights.
+    pub fn init_model(&self, device: &Device) -> Network {
+        self.model.init_with(
+            self.input_shape(),
+            self.dataset.num_classes(),
+            &self.model_options(),
+            device,
+        )
+    }
+
+    /// The input shape `[C, H, W]` of the run's images.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.dataset.image_shape_at(self.image_size)
+    }
+
+    /// How to load the run's dataset.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            image_size: self.image_size,
+            ..LoadOptions::default()
         }
     }
 
@@ -114,6 +163,24 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
         }
+        if self.augment_shift > 0 && !self.augment.is_none() {
+            bail!("--augment-shift and --augment cannot be combined");
+        }
+        self.augment.check().map_err(anyhow::Error::msg)?;
+        self.model
+            .check_input(
+                self.input_shape(),
+                self.dataset.num_classes(),
+                &self.model_options(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} cannot take {} images of {:?}: {e}",
+                    self.model,
+                    self.dataset,
+                    self.input_shape()
+                )
+            })?;
         Ok(())
     }
 }
@@ -256,13 +323,14 @@ pub fn train(
     )?;
 
     let device = opts.device.clone().autodiff();
-    let model = init_seeded(
-        cfg.model,
-        data.train.shape,
-        data.train.num_classes,
-        cfg.seed,
-        &device,
-    );
+    if data.train.shape != cfg.input_shape() {
+        bail!(
+            "the data's images are {:?}, the run expects {:?}",
+            data.train.shape,
+            cfg.input_shape()
+        );
+    }
+    let model = init_seeded(cfg, &device);
     let optim = cfg.optimizer.build(cfg.weight_decay);
     let state = LoopState::default();
     save_checkpoint(run_dir, &state, &model, &optim)?;
@@ -272,17 +340,11 @@ pub fn train(
 /// Builds a network with weights drawn from `seed`. burn's generator is global to the process
 /// and parameters are drawn lazily, so seeding, building and drawing happen under one lock:
 /// another thread building a network at the same time cannot interleave its draws.
-pub fn init_seeded(
-    kind: ModelKind,
-    shape: [usize; 3],
-    classes: usize,
-    seed: u64,
-    device: &Device,
-) -> Network {
+pub fn init_seeded(cfg: &TrainConfig, device: &Device) -> Network {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    let model = kind.init(shape, classes, device);
+    device.seed(cfg.seed);
+    let model = cfg.init_model(device);
     // Reading every parameter materialises it now, while the lock is held.
     let _ = model.flat_weights();
     model
@@ -323,9 +385,7 @@ pub fn resume(
     let state: LoopState = serde_json::from_slice(&ck.state).context("checkpoint state")?;
 
     let device = opts.device.clone().autodiff();
-    let model = cfg
-        .model
-        .init(data.train.shape, data.train.num_classes, &device);
+    let model = cfg.init_model(&device);
     let record =
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).context("checkpoint model")?;
     let model = model
@@ -393,8 +453,7 @@ pub fn load_run_model(run_dir: &Path, device: &Device) -> Result<(TrainConfig, N
     } else {
         Checkpoint::read(&run_dir.join(checkpoint::FILE))?.model
     };
-    let shape = cfg.dataset.image_shape();
-    let model = cfg.model.init(shape, cfg.dataset.num_classes(), device);
+    let model = cfg.init_model(device);
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).context("model weights")?;
     let model = model
         .try_load_record(record)
@@ -498,10 +557,11 @@ fn run_loop(
         let lr = cfg.schedule.lr(cfg.lr, cfg.lr_decay, it, per_epoch, total);
 
         let t0 = Instant::now();
+        let mut rng = SplitMix64::new(cfg.seed ^ (it as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let (x, y) = if cfg.augment_shift > 0 {
-            let mut rng =
-                SplitMix64::new(cfg.seed ^ (it as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
             train.batch_shifted(idx, Some((cfg.augment_shift, &mut rng)), &device)
+        } else if !cfg.augment.is_none() {
+            train.batch_augmented(idx, &cfg.augment, &mut rng, &device)
         } else {
             train.batch(idx, &device)
         };

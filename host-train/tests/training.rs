@@ -206,7 +206,8 @@ fn a_run_folder_is_not_overwritten() {
 #[test]
 fn every_model_matches_its_summary() {
     let device = Device::flex();
-    for &kind in ModelKind::ALL {
+    // The models that take MNIST's 28x28 (the deep ones need larger inputs: tests/deep.rs).
+    for kind in [ModelKind::Fc, ModelKind::Lenet5, ModelKind::Lenet5Like] {
         let net = kind.init([1, 28, 28], 10, &device);
         let rows = summary::summarize([1, 28, 28], &kind.layers([1, 28, 28], 10)).unwrap();
         let params: usize = rows.iter().map(|r| r.params).sum();

@@ -93,6 +93,14 @@ pub const SUPPORTED: &[(&str, Handler)] = &[
     ("Add", dense::add_bias),
 ];
 
+/// Ops this tool understands (shapes, MACs, the float interpreter's tract run) that the device
+/// runtime does not run: a model using them is for the edge box (tract), not the
+/// microcontroller.
+pub const OFF_DEVICE: &[(&str, Handler)] = &[
+    ("LRN", elementwise::lrn),
+    ("Dropout", elementwise::same_shape),
+];
+
 /// The supported op names, for messages.
 pub fn supported_names() -> String {
     SUPPORTED
@@ -122,6 +130,8 @@ pub struct Analysis {
     pub folded: Vec<String>,
     /// Ops the device runtime cannot run: (node, op).
     pub unsupported: Vec<(String, String)>,
+    /// Of those, the ones this tool knows (shapes inferred, analysis went on past them).
+    pub off_device: Vec<(String, String)>,
     /// The graph output's shape, when inference reached it.
     pub output_shape: Option<Vec<usize>>,
 }
@@ -184,10 +194,20 @@ pub fn analyse(graph: &Graph) -> Result<Analysis> {
             out.folded.push(node.name.clone());
             continue;
         }
-        let Some((_, handler)) = SUPPORTED.iter().find(|(n, _)| *n == node.op) else {
-            out.unsupported.push((node.name.clone(), node.op.clone()));
-            // Later nodes cannot be shaped without this one's output.
-            return Ok(out);
+        let handler = match SUPPORTED.iter().find(|(n, _)| *n == node.op) {
+            Some((_, h)) => h,
+            None => match OFF_DEVICE.iter().find(|(n, _)| *n == node.op) {
+                Some((_, h)) => {
+                    out.unsupported.push((node.name.clone(), node.op.clone()));
+                    out.off_device.push((node.name.clone(), node.op.clone()));
+                    h
+                }
+                None => {
+                    out.unsupported.push((node.name.clone(), node.op.clone()));
+                    // Later nodes cannot be shaped without this one's output.
+                    return Ok(out);
+                }
+            },
         };
         let inputs = Inputs {
             node,

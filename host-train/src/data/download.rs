@@ -24,8 +24,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Downloads every missing or corrupt file of `kind` into `dir`, trying each mirror in turn.
 pub fn fetch_dataset(kind: DatasetKind, dir: &Path) -> Result<(), String> {
     let mirrors = kind.mirrors();
-    let mirrors: Vec<&str> = mirrors.iter().map(String::as_str).collect();
-    fetch_files(kind.files(), &mirrors, dir)
+    match kind {
+        DatasetKind::Mnist => {
+            let mirrors: Vec<&str> = mirrors.iter().map(String::as_str).collect();
+            fetch_files(super::mnist::FILES, &mirrors, dir)
+        }
+        DatasetKind::Cifar10 => super::cifar10::fetch(dir, &mirrors),
+        DatasetKind::Oxflower17 => super::flowers::fetch(dir, &mirrors),
+    }
 }
 
 /// Downloads `files` from the first mirror that serves each with the right checksum.
@@ -60,12 +66,21 @@ pub fn fetch_files(files: &[FileSpec], mirrors: &[&str], dir: &Path) -> Result<(
     Ok(())
 }
 
-/// Fetches one file, checks it, and moves it into place atomically.
-fn fetch_one(url: &str, spec: &FileSpec, dir: &Path) -> Result<(), String> {
+/// MD5 of `bytes` (hex): only to check archives whose authors publish nothing stronger.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// GETs `url` into memory with a progress bar labelled `label`, refusing more than `limit`
+/// bytes.
+pub fn get(url: &str, label: &str, limit: u64) -> Result<Vec<u8>, String> {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_global(Some(Duration::from_secs(1800)))
             .build(),
     );
     let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
@@ -78,9 +93,9 @@ fn fetch_one(url: &str, spec: &FileSpec, dir: &Path) -> Result<(), String> {
         .expect("static template")
         .progress_chars("=> "),
     );
-    bar.set_message(spec.name.to_string());
+    bar.set_message(label.to_string());
     let mut body = Vec::new();
-    let mut reader = resp.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
+    let mut reader = resp.body_mut().with_config().limit(limit).reader();
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut buf).map_err(|e| e.to_string())?;
@@ -91,6 +106,12 @@ fn fetch_one(url: &str, spec: &FileSpec, dir: &Path) -> Result<(), String> {
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
+    Ok(body)
+}
+
+/// Fetches one file, checks it, and moves it into place atomically.
+fn fetch_one(url: &str, spec: &FileSpec, dir: &Path) -> Result<(), String> {
+    let body = get(url, spec.name, MAX_DOWNLOAD)?;
 
     // Verify the decompressed content before the file is visible under its real name.
     let tmp = dir.join(format!(".{}.part", spec.name));

@@ -112,14 +112,18 @@ pub fn encode(dims: &[usize], data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Finds `name` or `name` without its `.gz` suffix in `dir`: users often keep MNIST unpacked.
-pub fn find_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
-    let gz = dir.join(gz_name);
-    if gz.is_file() {
-        return Some(gz);
+/// Finds `name` in `dir`, or its other form: without the `.gz` suffix when `name` has one
+/// (users often keep MNIST unpacked), with it otherwise (a gzipped CIFAR-10 batch).
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let first = dir.join(name);
+    if first.is_file() {
+        return Some(first);
     }
-    let raw = dir.join(gz_name.trim_end_matches(".gz"));
-    raw.is_file().then_some(raw)
+    let other = match name.strip_suffix(".gz") {
+        Some(raw) => dir.join(raw),
+        None => dir.join(format!("{name}.gz")),
+    };
+    other.is_file().then_some(other)
 }
 
 #[cfg(test)]

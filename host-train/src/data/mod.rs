@@ -2,15 +2,18 @@
 //!
 //! Every dataset loads into the same in-memory form, an [`ImageSet`] of `u8` pixels in NCHW
 //! order plus `u8` labels, so the training loop, the batcher and the exporter's calibration never
-//! care which file format it came from. MNIST (IDX) is implemented; CIFAR-10 (binary batches)
-//! and Oxford-17 (jpg class folders) plug in as further [`DatasetKind`] variants with their own
-//! [`FileSpec`] lists and a `load` function.
+//! care which file format it came from: MNIST ([`mnist`], IDX), CIFAR-10 ([`cifar10`], the
+//! official binary batches) and the Oxford-17 flowers ([`flowers`], JPEG class folders or the
+//! official flat layout, decoded, resized and cached).
 //!
 //! **Preprocessing contract** (the device must do the same): pixels are scaled to `[0, 1]` by
 //! `x / 255`, with no mean/std normalisation. A device model therefore quantises a raw `u8`
 //! pixel `p` exactly: `q = p - 128` at scale `1/255`, zero point `-128`.
 
+pub mod augment;
+pub mod cifar10;
 pub mod download;
+pub mod flowers;
 pub mod idx;
 pub mod mnist;
 
@@ -60,8 +63,8 @@ impl DataError {
     }
 }
 
-/// The datasets host-train knows. Each has a folder name under a data root, a list of files with
-/// checksums, and a loader.
+/// The datasets host-train knows. Each has a folder name under a data root, a way to tell
+/// whether a folder holds it, a checker, a downloader and a loader.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
@@ -69,23 +72,72 @@ impl DataError {
 pub enum DatasetKind {
     /// MNIST handwritten digits: 60,000 train + 10,000 test, 28x28 grey, 10 classes.
     Mnist,
+    /// CIFAR-10: 50,000 train + 10,000 test, 32x32 colour, 10 classes (binary batches).
+    Cifar10,
+    /// Oxford 17 flowers: 1,360 colour photos, 17 classes, resized to a square input
+    /// (`--image-size`, default 224); the seed's split 1,000 train / 360 test.
+    #[value(alias = "flowers")]
+    Oxflower17,
+}
+
+/// How to load a dataset beyond where it is: what only some datasets take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Side of the square input for datasets decoded from photos (the flowers); `None`: the
+    /// dataset's default. Fixed-size datasets refuse any other size.
+    pub image_size: Option<usize>,
+    /// Where decoded photos are cached (`None`: [`flowers::cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl DatasetKind {
     /// All known datasets, for `host-train datasets`.
-    pub const ALL: &'static [DatasetKind] = &[DatasetKind::Mnist];
+    pub const ALL: &'static [DatasetKind] = &[
+        DatasetKind::Mnist,
+        DatasetKind::Cifar10,
+        DatasetKind::Oxflower17,
+    ];
 
     /// The folder name under a data root (`<root>/mnist`).
     pub fn dir_name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Oxflower17 => "oxflower17",
         }
     }
 
-    /// The files that make up the dataset, with the SHA-256 of their decompressed content.
-    pub fn files(self) -> &'static [FileSpec] {
+    /// Whether `dir` holds the dataset (enough of it to load).
+    pub fn present_in(self, dir: &Path) -> bool {
         match self {
-            DatasetKind::Mnist => mnist::FILES,
+            DatasetKind::Mnist => mnist::FILES
+                .iter()
+                .all(|f| idx::find_file(dir, f.name).is_some()),
+            DatasetKind::Cifar10 => cifar10::present(dir),
+            DatasetKind::Oxflower17 => flowers::present(dir),
+        }
+    }
+
+    /// What to put where when the dataset is missing, for error messages.
+    pub fn expected_files(self) -> String {
+        match self {
+            DatasetKind::Mnist => mnist::FILES
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            DatasetKind::Cifar10 => format!(
+                "data_batch_1.bin .. data_batch_5.bin, test_batch.bin (raw or .gz), batches.meta.txt\n  \
+                 (the contents of {} from {})",
+                cifar10::ARCHIVE,
+                cifar10::MIRRORS[0]
+            ),
+            DatasetKind::Oxflower17 => format!(
+                "class folders 00 .. 16 of jpgs, or jpg/image_0001.jpg .. image_1360.jpg\n  \
+                 (the contents of {} from {})",
+                flowers::ARCHIVE,
+                flowers::MIRRORS[0]
+            ),
         }
     }
 
@@ -99,14 +151,27 @@ impl DatasetKind {
         }
         let builtin = match self {
             DatasetKind::Mnist => mnist::MIRRORS,
+            DatasetKind::Cifar10 => cifar10::MIRRORS,
+            DatasetKind::Oxflower17 => flowers::MIRRORS,
         };
         builtin.iter().map(|m| m.to_string()).collect()
     }
 
-    /// Input shape `[channels, height, width]` of one image.
+    /// Input shape `[channels, height, width]` of one image at the default size.
     pub fn image_shape(self) -> [usize; 3] {
+        self.image_shape_at(None)
+    }
+
+    /// Input shape `[channels, height, width]` at `size` (photo datasets; fixed-size datasets
+    /// ignore it).
+    pub fn image_shape_at(self, size: Option<usize>) -> [usize; 3] {
         match self {
             DatasetKind::Mnist => [1, 28, 28],
+            DatasetKind::Cifar10 => [3, 32, 32],
+            DatasetKind::Oxflower17 => {
+                let s = size.unwrap_or(flowers::DEFAULT_SIZE);
+                [3, s, s]
+            }
         }
     }
 
@@ -114,13 +179,46 @@ impl DatasetKind {
     pub fn num_classes(self) -> usize {
         match self {
             DatasetKind::Mnist => 10,
+            DatasetKind::Cifar10 => cifar10::CLASSES,
+            DatasetKind::Oxflower17 => flowers::CLASSES,
         }
     }
 
-    /// Loads both splits from a folder holding the dataset's files.
+    /// Loads both splits from a folder holding the dataset's files, with default options.
     pub fn load(self, dir: &Path) -> Result<Splits, DataError> {
+        self.load_with(dir, &LoadOptions::default())
+    }
+
+    /// Loads both splits from a folder holding the dataset's files.
+    pub fn load_with(self, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
+        if let Some(s) = opts.image_size
+            && self != DatasetKind::Oxflower17
+            && [s, s] != self.image_shape()[1..]
+        {
+            return Err(DataError::Missing(format!(
+                "{self} images are {0}x{0}; --image-size {s} applies to photo datasets only",
+                self.image_shape()[1]
+            )));
+        }
         match self {
             DatasetKind::Mnist => mnist::load(dir),
+            DatasetKind::Cifar10 => cifar10::load(dir),
+            DatasetKind::Oxflower17 => {
+                let size = opts.image_size.unwrap_or(flowers::DEFAULT_SIZE);
+                let all = flowers::decode_all(dir, size, opts.cache_dir.as_deref())?;
+                let (train, _val, test) =
+                    flowers::split(&all.set, flowers::DEFAULT_TEST, 0, flowers::SPLIT_SEED)?;
+                Ok(Splits { train, test })
+            }
+        }
+    }
+
+    /// Class names in label order.
+    pub fn class_names(self, dir: &Path) -> Result<Vec<String>, DataError> {
+        match self {
+            DatasetKind::Mnist => Ok((0..10).map(|d| d.to_string()).collect()),
+            DatasetKind::Cifar10 => cifar10::class_names(dir),
+            DatasetKind::Oxflower17 => flowers::class_names(dir),
         }
     }
 }
@@ -175,10 +273,44 @@ impl ImageSet {
         &self.images[i * n..(i + 1) * n]
     }
 
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> ImageSet {
+        let mut images = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            num_classes: self.num_classes,
+        }
+    }
+
     /// A batch of the images at `indices` as a `[B, C, H, W]` float tensor scaled to `[0, 1]`
     /// (see the module docs), and their labels as a `[B]` int tensor.
     pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         self.batch_shifted(indices, None, device)
+    }
+
+    /// Like [`batch`](Self::batch), with each image augmented by `aug` (see [`augment`]) using
+    /// draws from `rng`.
+    pub fn batch_augmented(
+        &self,
+        indices: &[usize],
+        aug: &augment::Augment,
+        rng: &mut SplitMix64,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
+        let [c, h, w] = self.shape;
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            aug.apply(self.image(i), self.shape, rng, &mut pixels);
+        }
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
+        let x = Tensor::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
+        let y = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
+        (x, y)
     }
 
     /// Like [`batch`](Self::batch), with each image translated by a random whole-pixel offset
@@ -254,17 +386,12 @@ pub struct Located {
     pub how: &'static str,
 }
 
-/// A folder `dir` serves a dataset if it holds all its files, or if `dir/<name>` does.
+/// A folder `dir` serves a dataset if it holds it, or if `dir/<name>` does.
 fn dataset_dir_in(kind: DatasetKind, dir: &Path) -> Option<PathBuf> {
-    let complete = |d: &Path| {
-        kind.files()
-            .iter()
-            .all(|f| idx::find_file(d, f.name).is_some())
-    };
     let sub = dir.join(kind.dir_name());
-    if complete(dir) {
+    if kind.present_in(dir) {
         Some(dir.to_path_buf())
-    } else if complete(&sub) {
+    } else if kind.present_in(&sub) {
         Some(sub)
     } else {
         None
@@ -309,14 +436,12 @@ pub fn locate_or_download(
         root.join(kind.dir_name())
     };
     download::fetch_dataset(kind, &target).map_err(|e| {
-        let names: Vec<&str> = kind.files().iter().map(|f| f.name).collect();
         DataError::Missing(format!(
             "{kind} not found (looked in --data-dir, ${DATA_DIR_ENV}, ./data) and the download failed: {e}\n\
-             Put these {} files (gzipped or not) into {}:\n  {}\n\
+             Put these files into {}:\n  {}\n\
              or point --data-dir / ${DATA_DIR_ENV} at a folder that holds them.",
-            names.len(),
             target.display(),
-            names.join("\n  ")
+            kind.expected_files()
         ))
     })?;
     Ok(Located {
@@ -325,29 +450,35 @@ pub fn locate_or_download(
     })
 }
 
-/// Checks every file of a dataset against its SHA-256 (of the decompressed content).
-/// Returns one line per file: its name and `ok`, `MISSING` or the mismatch.
-pub fn verify(kind: DatasetKind, dir: &Path) -> Vec<(String, Result<(), String>)> {
-    kind.files()
-        .iter()
-        .map(|f| {
-            let r = match idx::find_file(dir, f.name) {
-                None => Err("missing".to_string()),
-                Some(p) => match idx::read_maybe_gz(&p) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(bytes) => {
-                        let got = download::sha256_hex(&bytes);
-                        if got == f.sha256 {
-                            Ok(())
-                        } else {
-                            Err(format!("sha256 {got}, expected {}", f.sha256))
+/// Checks a dataset's files: MNIST against the SHA-256 of each decompressed file, CIFAR-10
+/// structurally (whole records, labels in range) and against the known copies, the flowers
+/// against the release's SHA-256 of every image. One line per file or group: `Ok(detail)` or
+/// `Err(problem)`.
+pub fn verify(kind: DatasetKind, dir: &Path) -> Vec<(String, Result<String, String>)> {
+    match kind {
+        DatasetKind::Mnist => mnist::FILES
+            .iter()
+            .map(|f| {
+                let r = match idx::find_file(dir, f.name) {
+                    None => Err("missing".to_string()),
+                    Some(p) => match idx::read_maybe_gz(&p) {
+                        Err(e) => Err(e.to_string()),
+                        Ok(bytes) => {
+                            let got = download::sha256_hex(&bytes);
+                            if got == f.sha256 {
+                                Ok("verified".to_string())
+                            } else {
+                                Err(format!("sha256 {got}, expected {}", f.sha256))
+                            }
                         }
-                    }
-                },
-            };
-            (f.name.to_string(), r)
-        })
-        .collect()
+                    },
+                };
+                (f.name.to_string(), r)
+            })
+            .collect(),
+        DatasetKind::Cifar10 => cifar10::verify(dir),
+        DatasetKind::Oxflower17 => flowers::verify(dir),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,15 @@ pub struct LeNet5Config {
     pub in_channels: usize,
     /// Output classes.
     pub classes: usize,
+    /// Input height and width (28x28 MNIST, 32x32 CIFAR-10).
+    #[config(default = "[28, 28]")]
+    pub input: [usize; 2],
+    /// Feature maps of the two convolutions (LeNet-5's 6 and 16).
+    #[config(default = "[6, 16]")]
+    pub filters: [usize; 2],
+    /// Max pooling (true) or average pooling.
+    #[config(default = false)]
+    pub max_pool: bool,
 }
 
 /// C1 6@5x5 SAME -> sigmoid -> S2 avg 2x2 -> C3 16@5x5 -> sigmoid -> S4 avg 2x2 -> F5 120 ->
@@ -39,22 +48,29 @@ impl LeNet5Config {
             kernel: 5,
             padding,
             pool: 2,
-            max_pool: false,
+            max_pool: self.max_pool,
             relu: false,
         };
         [
-            block([self.in_channels, 6], Padding::Same),
-            block([6, 16], Padding::Valid),
+            block(
+                [self.in_channels, self.filters[0]],
+                super::lenet_first_padding(self.input),
+            ),
+            block(self.filters, Padding::Valid),
         ]
     }
 
     /// Builds the network with fresh weights.
     pub fn init(&self, device: &Device) -> LeNet5 {
         let [c1, c3] = self.blocks();
+        let flat = super::flat_features(
+            [self.in_channels, self.input[0], self.input[1]],
+            &self.layers(),
+        );
         LeNet5 {
             c1: c1.init(device),
             c3: c3.init(device),
-            f5: LinearConfig::new(16 * 5 * 5, 120).init(device),
+            f5: LinearConfig::new(flat, 120).init(device),
             f6: LinearConfig::new(120, 84).init(device),
             out: LinearConfig::new(84, self.classes).init(device),
             sigmoid: Sigmoid::new(),

@@ -16,6 +16,15 @@ pub struct LeNet5LikeConfig {
     pub in_channels: usize,
     /// Output classes.
     pub classes: usize,
+    /// Input height and width (28x28 MNIST, 32x32 CIFAR-10).
+    #[config(default = "[28, 28]")]
+    pub input: [usize; 2],
+    /// Feature maps of the two convolutions (LeNet-5's 6 and 16).
+    #[config(default = "[6, 16]")]
+    pub filters: [usize; 2],
+    /// Max pooling (true) or average pooling.
+    #[config(default = true)]
+    pub max_pool: bool,
 }
 
 /// conv 6@5x5 SAME -> ReLU -> max 2x2 -> conv 16@5x5 -> ReLU -> max 2x2 -> 120 -> ReLU -> 84 ->
@@ -37,22 +46,29 @@ impl LeNet5LikeConfig {
             kernel: 5,
             padding,
             pool: 2,
-            max_pool: true,
+            max_pool: self.max_pool,
             relu: true,
         };
         [
-            block([self.in_channels, 6], Padding::Same),
-            block([6, 16], Padding::Valid),
+            block(
+                [self.in_channels, self.filters[0]],
+                super::lenet_first_padding(self.input),
+            ),
+            block(self.filters, Padding::Valid),
         ]
     }
 
     /// Builds the network with fresh weights.
     pub fn init(&self, device: &Device) -> LeNet5Like {
         let [b1, b2] = self.blocks();
+        let flat = super::flat_features(
+            [self.in_channels, self.input[0], self.input[1]],
+            &self.layers(),
+        );
         LeNet5Like {
             block1: b1.init(device),
             block2: b2.init(device),
-            fc1: LinearConfig::new(16 * 5 * 5, 120).init(device),
+            fc1: LinearConfig::new(flat, 120).init(device),
             fc2: LinearConfig::new(120, 84).init(device),
             out: LinearConfig::new(84, self.classes).init(device),
             relu: Relu::new(),

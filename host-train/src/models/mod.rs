@@ -5,9 +5,11 @@
 //! [`LayerSpec`]s, which `host-train summary` (and later the exporter's budget check) reads
 //! without building the module; a test checks that both agree on shapes and parameter counts.
 
+pub mod alexnet;
 pub mod fc;
 pub mod lenet5;
 pub mod lenet5_like;
+pub mod vgg;
 
 use std::fmt;
 
@@ -17,9 +19,11 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{PaddingConfig2d, Relu, Sigmoid};
 use burn::tensor::{Device, Tensor};
 
+pub use alexnet::{AlexNet, AlexNetConfig};
 pub use fc::{Fc, FcConfig};
 pub use lenet5::{LeNet5, LeNet5Config};
 pub use lenet5_like::{LeNet5Like, LeNet5LikeConfig};
+pub use vgg::{Vgg, VggConfig};
 
 use crate::kernels;
 use crate::summary::{LayerSpec, Padding};
@@ -34,35 +38,152 @@ pub enum ModelKind {
     Fc,
     /// The original LeNet-5 (LeCun 1998): sigmoid activations, 2x2 average pooling.
     Lenet5,
-    /// LeNet-5's shape with ReLU and 2x2 max pooling.
+    /// LeNet-5's shape with ReLU and 2x2 max pooling (`--pool avg`: the seed's average pooling).
     Lenet5Like,
+    /// AlexNet (Krizhevsky 2012), single tower, LRN, 224x224 (see `models::alexnet`).
+    Alexnet,
+    /// VGG-16 (configuration D).
+    Vgg16,
+    /// VGG-16 with batch normalisation after each convolution (folded at export).
+    Vgg16Bn,
+    /// VGG-19 (configuration E).
+    Vgg19,
+    /// VGG-19 with batch normalisation.
+    Vgg19Bn,
+}
+
+/// The sub-sampling of the LeNets' stages.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolKind {
+    /// 2x2 max pooling.
+    Max,
+    /// 2x2 average pooling.
+    Avg,
+}
+
+/// Architecture choices beyond the model's name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelOptions {
+    /// The LeNets' pooling (`None`: the model's own: max for LeNet5-like, average for LeNet-5).
+    #[serde(default)]
+    pub pool: Option<PoolKind>,
+    /// The LeNets' two convolutions' feature maps (`None`: LeNet-5's 6 and 16).
+    #[serde(default)]
+    pub filters: Option<[usize; 2]>,
 }
 
 impl ModelKind {
     /// All built-in models.
-    pub const ALL: &'static [ModelKind] =
-        &[ModelKind::Fc, ModelKind::Lenet5, ModelKind::Lenet5Like];
+    pub const ALL: &'static [ModelKind] = &[
+        ModelKind::Fc,
+        ModelKind::Lenet5,
+        ModelKind::Lenet5Like,
+        ModelKind::Alexnet,
+        ModelKind::Vgg16,
+        ModelKind::Vgg16Bn,
+        ModelKind::Vgg19,
+        ModelKind::Vgg19Bn,
+    ];
+
+    /// The architecture for an input of `[c, h, w]` and `classes` outputs, default options.
+    pub fn layers(self, input: [usize; 3], classes: usize) -> Vec<LayerSpec> {
+        self.layers_with(input, classes, &ModelOptions::default())
+    }
 
     /// The architecture for an input of `[c, h, w]` and `classes` outputs.
-    pub fn layers(self, input: [usize; 3], classes: usize) -> Vec<LayerSpec> {
+    pub fn layers_with(
+        self,
+        input: [usize; 3],
+        classes: usize,
+        opts: &ModelOptions,
+    ) -> Vec<LayerSpec> {
+        let [c, h, w] = input;
         match self {
-            ModelKind::Fc => FcConfig::new(input[0] * input[1] * input[2], classes).layers(),
-            ModelKind::Lenet5 => LeNet5Config::new(input[0], classes).layers(),
-            ModelKind::Lenet5Like => LeNet5LikeConfig::new(input[0], classes).layers(),
+            ModelKind::Fc => FcConfig::new(c * h * w, classes).layers(),
+            ModelKind::Lenet5 => self.lenet5(input, classes, opts).layers(),
+            ModelKind::Lenet5Like => self.lenet5_like(input, classes, opts).layers(),
+            ModelKind::Alexnet => AlexNetConfig::new(c, classes).with_input([h, w]).layers(),
+            _ => self.vgg(input, classes).expect("a VGG").layers(),
         }
     }
 
+    fn lenet5(self, [c, h, w]: [usize; 3], classes: usize, o: &ModelOptions) -> LeNet5Config {
+        LeNet5Config::new(c, classes)
+            .with_input([h, w])
+            .with_filters(o.filters.unwrap_or([6, 16]))
+            .with_max_pool(o.pool == Some(PoolKind::Max))
+    }
+
+    fn lenet5_like(
+        self,
+        [c, h, w]: [usize; 3],
+        classes: usize,
+        o: &ModelOptions,
+    ) -> LeNet5LikeConfig {
+        LeNet5LikeConfig::new(c, classes)
+            .with_input([h, w])
+            .with_filters(o.filters.unwrap_or([6, 16]))
+            .with_max_pool(o.pool != Some(PoolKind::Avg))
+    }
+
+    fn vgg(self, [c, h, w]: [usize; 3], classes: usize) -> Option<VggConfig> {
+        let (depth, bn) = match self {
+            ModelKind::Vgg16 => (16, false),
+            ModelKind::Vgg16Bn => (16, true),
+            ModelKind::Vgg19 => (19, false),
+            ModelKind::Vgg19Bn => (19, true),
+            _ => return None,
+        };
+        Some(
+            VggConfig::new(depth, c, classes)
+                .with_batch_norm(bn)
+                .with_input([h, w]),
+        )
+    }
+
+    /// Checks that the model can take `[c, h, w]` inputs (every window fits).
+    pub fn check_input(
+        self,
+        input: [usize; 3],
+        classes: usize,
+        opts: &ModelOptions,
+    ) -> Result<(), crate::summary::ShapeError> {
+        crate::summary::summarize(input, &self.layers_with(input, classes, opts)).map(|_| ())
+    }
+
     /// Builds the network with freshly initialised weights on `device` (seed the device first
-    /// for reproducible weights).
+    /// for reproducible weights), default options.
     pub fn init(self, input: [usize; 3], classes: usize, device: &Device) -> Network {
+        self.init_with(input, classes, &ModelOptions::default(), device)
+    }
+
+    /// Builds the network with freshly initialised weights on `device`.
+    ///
+    /// # Panics
+    /// If the input is too small for the model (see [`Self::check_input`]).
+    pub fn init_with(
+        self,
+        input: [usize; 3],
+        classes: usize,
+        opts: &ModelOptions,
+        device: &Device,
+    ) -> Network {
+        let [c, h, w] = input;
         match self {
-            ModelKind::Fc => {
-                Network::Fc(FcConfig::new(input[0] * input[1] * input[2], classes).init(device))
-            }
-            ModelKind::Lenet5 => Network::Lenet5(LeNet5Config::new(input[0], classes).init(device)),
+            ModelKind::Fc => Network::Fc(FcConfig::new(c * h * w, classes).init(device)),
+            ModelKind::Lenet5 => Network::Lenet5(self.lenet5(input, classes, opts).init(device)),
             ModelKind::Lenet5Like => {
-                Network::Lenet5Like(LeNet5LikeConfig::new(input[0], classes).init(device))
+                Network::Lenet5Like(self.lenet5_like(input, classes, opts).init(device))
             }
+            ModelKind::Alexnet => Network::Alexnet(
+                AlexNetConfig::new(c, classes)
+                    .with_input([h, w])
+                    .init(device),
+            ),
+            _ => Network::Vgg(self.vgg(input, classes).expect("a VGG").init(device)),
         }
     }
 }
@@ -73,12 +194,42 @@ impl fmt::Display for ModelKind {
             ModelKind::Fc => "fc",
             ModelKind::Lenet5 => "lenet5",
             ModelKind::Lenet5Like => "lenet5-like",
+            ModelKind::Alexnet => "alexnet",
+            ModelKind::Vgg16 => "vgg16",
+            ModelKind::Vgg16Bn => "vgg16-bn",
+            ModelKind::Vgg19 => "vgg19",
+            ModelKind::Vgg19Bn => "vgg19-bn",
         })
     }
 }
 
+/// The LeNets' first padding: LeNet-5's 32x32 geometry (5x5 maps after the second stage, 400
+/// features) for any input up to 32: SAME for 28x28 MNIST (pads 2), none for 32x32 CIFAR-10,
+/// `(32 - side) / 2` otherwise; larger inputs are not padded.
+pub(crate) fn lenet_first_padding([h, w]: [usize; 2]) -> Padding {
+    match h.max(w) {
+        28 => Padding::Same,
+        s if s < 32 => Padding::Explicit((32 - s) / 2),
+        _ => Padding::Valid,
+    }
+}
+
+/// Features entering the first dense layer of `layers` on an input of `input`.
+///
+/// # Panics
+/// If the architecture does not fit the input (a window larger than its map).
+pub(crate) fn flat_features(input: [usize; 3], layers: &[LayerSpec]) -> usize {
+    let rows = crate::summary::summarize(input, layers)
+        .unwrap_or_else(|e| panic!("the architecture does not fit a {input:?} input: {e}"));
+    rows.iter()
+        .find(|r| r.name == "flatten")
+        .map(|r| r.output_len())
+        .expect("a flatten layer")
+}
+
 /// Any built-in network, so the training loop, checkpoints and export handle one type.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per process; boxing would only add an indirection
 pub enum Network {
     /// See [`Fc`].
     Fc(Fc),
@@ -86,6 +237,10 @@ pub enum Network {
     Lenet5(LeNet5),
     /// See [`LeNet5Like`].
     Lenet5Like(LeNet5Like),
+    /// See [`AlexNet`].
+    Alexnet(AlexNet),
+    /// See [`Vgg`] (16 or 19, with or without batch norm).
+    Vgg(Vgg),
 }
 
 impl Network {
@@ -111,6 +266,16 @@ impl Network {
             Network::Fc(m) => m.forward(x),
             Network::Lenet5(m) => m.forward(x),
             Network::Lenet5Like(m) => m.forward(x),
+            Network::Alexnet(m) => m.forward(x),
+            Network::Vgg(m) => m.forward(x),
+        }
+    }
+
+    /// The network as it is exported: batch norms folded into their convolutions.
+    pub fn for_export(self) -> Network {
+        match self {
+            Network::Vgg(v) => Network::Vgg(v.fold_batch_norm()),
+            other => other,
         }
     }
 }
