@@ -14,6 +14,8 @@ pub struct Parity {
     pub cases: usize,
     /// Largest absolute logit difference.
     pub max_abs_diff: f32,
+    /// Largest burn logit magnitude in the sample: the scale of the relative difference.
+    pub max_abs_logit: f32,
     /// Images whose predicted class (argmax) is the same.
     pub argmax_agree: usize,
     /// Images whose predicted class matches the label, by tract.
@@ -98,6 +100,7 @@ pub fn check(onnx: &Path, sample: &ParitySample) -> Result<Parity> {
     let mut p = Parity {
         cases: n,
         max_abs_diff: 0.0,
+        max_abs_logit: 0.0,
         argmax_agree: 0,
         correct: 0,
     };
@@ -111,6 +114,7 @@ pub fn check(onnx: &Path, sample: &ParitySample) -> Result<Parity> {
         }
         for (x, y) in t.iter().zip(b) {
             p.max_abs_diff = p.max_abs_diff.max((x - y).abs());
+            p.max_abs_logit = p.max_abs_logit.max(y.abs());
         }
         p.argmax_agree += usize::from(argmax(t) == argmax(b));
         p.correct += usize::from(
@@ -121,6 +125,20 @@ pub fn check(onnx: &Path, sample: &ParitySample) -> Result<Parity> {
         );
     }
     Ok(p)
+}
+
+impl Parity {
+    /// The largest difference relative to the largest logit (at least 1, so near-zero logits do
+    /// not inflate it): what a float tolerance means for deep nets whose logits reach tens.
+    pub fn max_rel_diff(&self) -> f32 {
+        self.max_abs_diff / self.max_abs_logit.max(1.0)
+    }
+
+    /// Within `tolerance` (relative, see [`Self::max_rel_diff`]) and the same class on every
+    /// image.
+    pub fn passes(&self, tolerance: f32) -> bool {
+        self.max_rel_diff() <= tolerance && self.argmax_agree == self.cases
+    }
 }
 
 /// Two runtimes' int8 outputs for the same inputs: the largest difference in LSB and on how
