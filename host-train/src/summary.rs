@@ -236,17 +236,17 @@ pub fn render(input: [usize; 3], rows: &[LayerRow]) -> String {
     };
     let _ = writeln!(
         s,
-        "{:<24} {:>10} {:>9} {:>10} {:>10} {:>10}",
+        "{:<24} {:>12} {:>10} {:>14} {:>10} {:>10}",
         "layer", "output", "params", "MACs", "act f32 B", "act int8 B"
     );
-    let _ = writeln!(s, "{:<24} {:>10}", "input", dims(&input));
+    let _ = writeln!(s, "{:<24} {:>12}", "input", dims(&input));
     let (mut params, mut macs, mut peak) = (0usize, 0usize, 0usize);
     let mut prev = input.iter().product::<usize>();
     for r in rows {
         let n = r.output_len();
         let _ = writeln!(
             s,
-            "{:<24} {:>10} {:>9} {:>10} {:>10} {:>10}",
+            "{:<24} {:>12} {:>10} {:>14} {:>10} {:>10}",
             r.name,
             dims(&r.output),
             r.params,
