@@ -77,7 +77,7 @@ impl BlockDims {
 
 /// `dst (m x n) = [dst +] a (m x k) * b (k x n)`, all row-major, or with `b_t` the transpose
 /// of a row-major `n x k` matrix.
-fn matmul(
+pub(crate) fn matmul(
     dst: &mut [f32],
     a: &[f32],
     b: &[f32],
@@ -217,7 +217,7 @@ pub fn aux_len(d: &BlockDims, kind: BlockKind) -> usize {
 }
 
 /// Sum of a slice with eight independent accumulators (vectorises; the order is fixed).
-fn sum8(v: &[f32]) -> f32 {
+pub(crate) fn sum8(v: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = v.chunks_exact(8);
     let rest: f32 = chunks.remainder().iter().sum();
@@ -415,7 +415,7 @@ pub fn backward(
     BlockGrads { dx, dweight, dbias }
 }
 
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {

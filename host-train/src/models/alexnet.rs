@@ -24,6 +24,7 @@ use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels;
 use crate::summary::{LayerSpec, Padding, summarize};
 
 /// Configuration of [`AlexNet`].
@@ -226,15 +227,13 @@ impl AlexNet {
     /// `[B, 3, 224, 224]` -> `[B, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let r = &self.relu;
-        let x = self
-            .lrn
-            .forward(self.pool.forward(r.forward(self.conv1.forward(x)))); // [B, 96, 27, 27]
-        let x = self
-            .lrn
-            .forward(self.pool.forward(r.forward(self.conv2.forward(x)))); // [B, 256, 13, 13]
-        let x = r.forward(self.conv3.forward(x)); // [B, 384, 13, 13]
-        let x = r.forward(self.conv4.forward(x)); // [B, 384, 13, 13]
-        let x = self.pool.forward(r.forward(self.conv5.forward(x))); // [B, 256, 6, 6]
+        // conv + ReLU through the CPU kernel on flex (burn's ops elsewhere).
+        let cr = |conv: &Conv2d, x| kernels::conv2d_act(conv, x, true);
+        let x = self.lrn.forward(self.pool.forward(cr(&self.conv1, x))); // [B, 96, 27, 27]
+        let x = self.lrn.forward(self.pool.forward(cr(&self.conv2, x))); // [B, 256, 13, 13]
+        let x = cr(&self.conv3, x); // [B, 384, 13, 13]
+        let x = cr(&self.conv4, x); // [B, 384, 13, 13]
+        let x = self.pool.forward(cr(&self.conv5, x)); // [B, 256, 6, 6]
         let x: Tensor<2> = x.flatten(1, 3); // [B, 9216]
         let x = self.dropout.forward(r.forward(self.fc6.forward(x))); // [B, 4096]
         let x = self.dropout.forward(r.forward(self.fc7.forward(x))); // [B, 4096]

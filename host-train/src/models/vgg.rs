@@ -18,6 +18,7 @@ use burn::nn::{
 use burn::tensor::{Device, Tensor};
 
 use super::alexnet::he;
+use crate::kernels;
 use crate::summary::{LayerSpec, Padding, summarize};
 
 /// Configuration of [`Vgg`].
@@ -51,12 +52,13 @@ pub struct ConvBnRelu {
 impl ConvBnRelu {
     /// `[B, C_in, H, W]` -> `[B, C_out, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match &self.bn {
-            Some(bn) => bn.forward(x),
-            None => x,
-        };
-        self.relu.forward(x)
+        match &self.bn {
+            // conv + ReLU through the CPU kernel on flex (burn's ops elsewhere).
+            None => kernels::conv2d_act(&self.conv, x, true),
+            Some(bn) => self
+                .relu
+                .forward(bn.forward(kernels::conv2d_act(&self.conv, x, false))),
+        }
     }
 
     /// The same function with the batch norm (at its running statistics) folded into the
