@@ -24,6 +24,30 @@ use super::conv_block::matmul;
 /// Images per parallel task. Fixed, so the gradient sums never depend on the thread count.
 pub const CHUNK: usize = 4;
 
+thread_local! {
+    /// Per-thread im2col and output-gradient buffers, kept between calls: the layers of a
+    /// training step need tens of MB each, and fresh allocations of that size come from mmap,
+    /// whose page faults and zeroing cost more than the im2col itself.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers resized to `a` and `b` elements (their
+/// contents are unspecified: every user overwrites them).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let (x, y) = &mut *s;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
+}
+
 /// Geometry of a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvDims {
@@ -156,18 +180,19 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims, relu: bool
     out.par_chunks_mut(CHUNK * out_len)
         .zip(x.par_chunks(CHUNK * in_len))
         .for_each(|(out, x)| {
-            let mut col = vec![0f32; kv * ho * wo];
-            for (out, x) in out.chunks_mut(out_len).zip(x.chunks(in_len)) {
-                im2col(x, d, &mut col);
-                matmul(out, weight, &col, [d.co, kv, ho * wo], false, false);
-                for (plane, &b) in out.chunks_mut(ho * wo).zip(bias) {
-                    if relu {
-                        plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                    } else {
-                        plane.iter_mut().for_each(|v| *v += b);
+            with_scratch(kv * ho * wo, 0, |col, _| {
+                for (out, x) in out.chunks_mut(out_len).zip(x.chunks(in_len)) {
+                    im2col(x, d, col);
+                    matmul(out, weight, col, [d.co, kv, ho * wo], false, false);
+                    for (plane, &b) in out.chunks_mut(ho * wo).zip(bias) {
+                        if relu {
+                            plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                        } else {
+                            plane.iter_mut().for_each(|v| *v += b);
+                        }
                     }
                 }
-            }
+            })
         });
     out
 }
@@ -227,34 +252,34 @@ pub fn backward(
         .for_each(|(ci, ((dw, db), mut dxc))| {
             let first = ci * CHUNK;
             let last = (first + CHUNK).min(d.batch);
-            let mut col = vec![0f32; kv * ho * wo];
-            let mut dz = vec![0f32; out_len];
-            for b in first..last {
-                let g = &dy[b * out_len..(b + 1) * out_len];
-                if relu {
-                    let o = &out[b * out_len..(b + 1) * out_len];
-                    for ((z, &gv), &ov) in dz.iter_mut().zip(g).zip(o) {
-                        *z = if ov > 0.0 { gv } else { 0.0 };
+            with_scratch(kv * ho * wo, out_len, |col, dz| {
+                for b in first..last {
+                    let g = &dy[b * out_len..(b + 1) * out_len];
+                    if relu {
+                        let o = &out[b * out_len..(b + 1) * out_len];
+                        for ((z, &gv), &ov) in dz.iter_mut().zip(g).zip(o) {
+                            *z = if ov > 0.0 { gv } else { 0.0 };
+                        }
+                    } else {
+                        dz.copy_from_slice(g);
                     }
-                } else {
-                    dz.copy_from_slice(g);
+                    for (c, plane) in dz.chunks(ho * wo).enumerate() {
+                        db[c] += super::conv_block::sum8(plane);
+                    }
+                    im2col(&x[b * in_len..(b + 1) * in_len], d, col);
+                    // dW [Co, K] += dz [Co, HoWo] * col^T [HoWo, K]
+                    matmul(dw, dz, col, [d.co, ho * wo, kv], true, true);
+                    if let Some(dxc) = dxc.as_deref_mut() {
+                        // dcol [K, HoWo] = W^T [K, Co] * dz [Co, HoWo].
+                        matmul(col, &wt, dz, [kv, d.co, ho * wo], false, false);
+                        col2im(
+                            col,
+                            d,
+                            &mut dxc[(b - first) * in_len..(b - first + 1) * in_len],
+                        );
+                    }
                 }
-                for (c, plane) in dz.chunks(ho * wo).enumerate() {
-                    db[c] += super::conv_block::sum8(plane);
-                }
-                im2col(&x[b * in_len..(b + 1) * in_len], d, &mut col);
-                // dW [Co, K] += dz [Co, HoWo] * col^T [HoWo, K]
-                matmul(dw, &dz, &col, [d.co, ho * wo, kv], true, true);
-                if let Some(dxc) = dxc.as_deref_mut() {
-                    // dcol [K, HoWo] = W^T [K, Co] * dz [Co, HoWo].
-                    matmul(&mut col, &wt, &dz, [kv, d.co, ho * wo], false, false);
-                    col2im(
-                        &col,
-                        d,
-                        &mut dxc[(b - first) * in_len..(b - first + 1) * in_len],
-                    );
-                }
-            }
+            })
         });
     let mut dweight = vec![0f32; d.co * kv];
     let mut dbias = vec![0f32; d.co];
