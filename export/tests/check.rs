@@ -222,15 +222,91 @@ fn missing_initializer_is_a_dangling_edge_naming_the_node() {
 #[test]
 fn unknown_op_is_reported_with_the_supported_list() {
     let mut m = model();
-    nodes(&mut m)[1].op_type = "LRN".into();
+    nodes(&mut m)[1].op_type = "Einsum".into();
     let g = graph::parse(&m.encode_to_vec()).unwrap();
     let a = ops::analyse(&g).unwrap();
-    assert_eq!(a.unsupported, vec![("relu".to_string(), "LRN".to_string())]);
+    assert_eq!(
+        a.unsupported,
+        vec![("relu".to_string(), "Einsum".to_string())]
+    );
+    // Shapes stop at an op this tool does not know.
+    assert!(a.output_shape.is_none());
     let r = check::report(&g, &a, None);
     assert!(!r.ok);
     assert!(
-        r.text.contains("unsupported op LRN (node relu)")
+        r.text.contains("unsupported op Einsum (node relu)")
             && r.text.contains("supports: Conv, MaxPool"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn lrn_is_known_but_not_a_device_op() {
+    let mut m = model();
+    let n = &mut nodes(&mut m)[1];
+    n.op_type = "LRN".into();
+    n.attribute.push(AttributeProto {
+        name: "size".into(),
+        r#type: AttributeType::Int as i32,
+        i: 3,
+        ..Default::default()
+    });
+    let g = graph::parse(&m.encode_to_vec()).unwrap();
+    let a = ops::analyse(&g).unwrap();
+    // Analysis goes past it: the whole graph is shaped.
+    assert_eq!(a.output_shape, Some(vec![1, 3]));
+    assert_eq!(a.off_device, vec![("relu".to_string(), "LRN".to_string())]);
+    let r = check::report(&g, &a, None);
+    assert!(!r.ok);
+    assert!(r.text.contains("op LRN (node relu): known"), "{}", r.text);
+    // An even window is not an LRN.
+    nodes(&mut m)[1].attribute.last_mut().unwrap().i = 4;
+    assert!(err(&m).contains("LRN size 4 must be odd"));
+}
+
+#[test]
+fn batch_norm_after_a_conv_is_folded_into_it() {
+    let mut m = model();
+    let g = m.graph.as_mut().unwrap();
+    // conv -> bn -> relu, with per-channel scale 2 / 0.5, mean 1 / 0, var 3 / 1, beta 0.25 / 0.
+    g.node[0].output = vec!["c0".into()];
+    g.node.insert(
+        1,
+        node(
+            "bn",
+            "BatchNormalization",
+            &["c0", "s", "be", "mu", "var"],
+            &["c"],
+            vec![],
+        ),
+    );
+    g.initializer.extend([
+        tensor("s", &[2], vec![2.0, 0.5]),
+        tensor("be", &[2], vec![0.25, 0.0]),
+        tensor("mu", &[2], vec![1.0, 0.0]),
+        tensor("var", &[2], vec![3.0, 1.0]),
+    ]);
+    let graph = graph::parse(&m.encode_to_vec()).unwrap();
+    assert_eq!(graph.folded_batch_norms, vec!["bn".to_string()]);
+    assert!(graph.nodes.iter().all(|n| n.op != "BatchNormalization"));
+    let conv = &graph.nodes[0];
+    assert_eq!(conv.outputs, vec!["c".to_string()]);
+    let get = |name: &str| match &graph.constants[name] {
+        graph::Constant::F32 { data, .. } => data.clone(),
+        c => panic!("{c:?}"),
+    };
+    let (w, b) = (get(&conv.inputs[1]), get(&conv.inputs[2]));
+    let eps = 1e-5f32;
+    let s0 = 2.0 / (3.0 + eps).sqrt();
+    let s1 = 0.5 / (1.0 + eps).sqrt();
+    assert!((w[0] - 0.1 * s0).abs() < 1e-7 && (w[17] - 0.1 * s1).abs() < 1e-7);
+    assert!((b[0] - ((0.0 - 1.0) * s0 + 0.25)).abs() < 1e-6 && (b[1] - 0.0).abs() < 1e-7);
+    let a = ops::analyse(&graph).unwrap();
+    assert!(a.unsupported.is_empty());
+    let r = check::report(&graph, &a, None);
+    assert!(
+        r.text.contains("1 BatchNormalization nodes folded"),
         "{}",
         r.text
     );

@@ -42,7 +42,7 @@ fn summary_prints_the_table() {
     let (ok, _, err) = run(bin().args(["summary", "--input", "28by28"]));
     assert!(!ok && err.contains("expected WxHxC"), "{err}");
     let (ok, _, err) = run(bin().args(["summary", "--input", "4x4x1"]));
-    assert!(!ok && err.contains("does not fit 2x2"), "{err}");
+    assert!(!ok && err.contains("does not fit 4x4"), "{err}");
 }
 
 #[test]

