@@ -713,6 +713,40 @@ mod tests {
     }
 
     #[test]
+    fn archive_images_are_checked_before_they_are_written() {
+        let tgz = |files: &[(&str, &[u8])]| {
+            let mut tar = tar::Builder::new(Vec::new());
+            for (name, data) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, name, *data).unwrap();
+            }
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar.into_inner().unwrap()).unwrap();
+            e.finish().unwrap()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let e = unpack(
+            &tgz(&[("jpg/image_0001.jpg", b"not the release's bytes")]),
+            d.path(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("image_0001.jpg: checksum mismatch")
+                && e.contains(expected_sha256(1).unwrap()),
+            "{e}"
+        );
+        assert!(!d.path().join("jpg/image_0001.jpg").exists());
+        // Entries that are not release images are skipped; a missing image is named.
+        let e = unpack(&tgz(&[("jpg/files.txt", b"x")]), d.path()).unwrap_err();
+        assert!(e.contains("image_0001.jpg is missing"), "{e}");
+        let e = unpack(b"\x1f\x8b garbage", d.path()).unwrap_err();
+        assert!(e.contains("17flowers.tgz"), "{e}");
+    }
+
+    #[test]
     fn published_checksums_cover_the_release() {
         assert_eq!(SHA256.lines().count(), IMAGES);
         assert_eq!(
