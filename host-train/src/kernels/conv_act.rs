@@ -281,16 +281,7 @@ pub fn backward(
                 }
             })
         });
-    let mut dweight = vec![0f32; d.co * kv];
-    let mut dbias = vec![0f32; d.co];
-    for (dw, db) in &partial {
-        for (acc, v) in dweight.iter_mut().zip(dw) {
-            *acc += v;
-        }
-        for (acc, v) in dbias.iter_mut().zip(db) {
-            *acc += v;
-        }
-    }
+    let (dweight, dbias) = super::conv_block::sum_partials(&partial, [d.co * kv, d.co]);
     ConvGrads { dx, dweight, dbias }
 }
 

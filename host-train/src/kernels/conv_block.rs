@@ -402,9 +402,19 @@ pub fn backward(
                 }
             }
         });
-    let mut dweight = vec![0f32; d.co * kv];
-    let mut dbias = vec![0f32; d.co];
-    for (dw, db) in &partial {
+    let (dweight, dbias) = sum_partials(&partial, [d.co * kv, d.co]);
+    BlockGrads { dx, dweight, dbias }
+}
+
+/// Sums per-chunk `(dweight, dbias)` partials in chunk order (so the result does not depend on
+/// the thread count).
+pub(crate) fn sum_partials(
+    partial: &[(Vec<f32>, Vec<f32>)],
+    [w, b]: [usize; 2],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dweight = vec![0f32; w];
+    let mut dbias = vec![0f32; b];
+    for (dw, db) in partial {
         for (acc, v) in dweight.iter_mut().zip(dw) {
             *acc += v;
         }
@@ -412,7 +422,7 @@ pub fn backward(
             *acc += v;
         }
     }
-    BlockGrads { dx, dweight, dbias }
+    (dweight, dbias)
 }
 
 pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {

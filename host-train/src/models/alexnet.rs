@@ -25,7 +25,7 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels;
-use crate::summary::{LayerSpec, Padding, summarize};
+use crate::summary::{LayerSpec, Padding};
 
 /// Configuration of [`AlexNet`].
 #[derive(Config, Debug)]
@@ -176,10 +176,7 @@ impl AlexNetConfig {
     /// Features entering fc6 (9,216 at 224x224); `None` if the input is too small.
     pub fn flat_features(&self) -> Option<usize> {
         let [h, w] = self.input;
-        let rows = summarize([self.in_channels, h, w], &self.layers()).ok()?;
-        rows.iter()
-            .find(|r| r.name == "flatten")
-            .map(|r| r.output_len())
+        super::flat_features([self.in_channels, h, w], &self.layers())
     }
 
     /// Builds the network with fresh weights.

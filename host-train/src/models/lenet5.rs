@@ -63,10 +63,9 @@ impl LeNet5Config {
     /// Builds the network with fresh weights.
     pub fn init(&self, device: &Device) -> LeNet5 {
         let [c1, c3] = self.blocks();
-        let flat = super::flat_features(
-            [self.in_channels, self.input[0], self.input[1]],
-            &self.layers(),
-        );
+        let input = [self.in_channels, self.input[0], self.input[1]];
+        let flat = super::flat_features(input, &self.layers())
+            .unwrap_or_else(|| panic!("the LeNet does not fit a {input:?} input"));
         LeNet5 {
             c1: c1.init(device),
             c3: c3.init(device),

@@ -61,10 +61,9 @@ impl LeNet5LikeConfig {
     /// Builds the network with fresh weights.
     pub fn init(&self, device: &Device) -> LeNet5Like {
         let [b1, b2] = self.blocks();
-        let flat = super::flat_features(
-            [self.in_channels, self.input[0], self.input[1]],
-            &self.layers(),
-        );
+        let input = [self.in_channels, self.input[0], self.input[1]];
+        let flat = super::flat_features(input, &self.layers())
+            .unwrap_or_else(|| panic!("the LeNet does not fit a {input:?} input"));
         LeNet5Like {
             block1: b1.init(device),
             block2: b2.init(device),

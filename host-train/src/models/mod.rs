@@ -214,17 +214,14 @@ pub(crate) fn lenet_first_padding([h, w]: [usize; 2]) -> Padding {
     }
 }
 
-/// Features entering the first dense layer of `layers` on an input of `input`.
-///
-/// # Panics
-/// If the architecture does not fit the input (a window larger than its map).
-pub(crate) fn flat_features(input: [usize; 3], layers: &[LayerSpec]) -> usize {
-    let rows = crate::summary::summarize(input, layers)
-        .unwrap_or_else(|e| panic!("the architecture does not fit a {input:?} input: {e}"));
-    rows.iter()
+/// Features entering the first dense layer of `layers` on an input of `input`, or `None` when
+/// the architecture does not fit the input (a window larger than its map).
+pub(crate) fn flat_features(input: [usize; 3], layers: &[LayerSpec]) -> Option<usize> {
+    crate::summary::summarize(input, layers)
+        .ok()?
+        .iter()
         .find(|r| r.name == "flatten")
         .map(|r| r.output_len())
-        .expect("a flatten layer")
 }
 
 /// Any built-in network, so the training loop, checkpoints and export handle one type.

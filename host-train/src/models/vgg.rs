@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::alexnet::he;
 use crate::kernels;
-use crate::summary::{LayerSpec, Padding, summarize};
+use crate::summary::{LayerSpec, Padding};
 
 /// Configuration of [`Vgg`].
 #[derive(Config, Debug)]
@@ -148,10 +148,7 @@ impl VggConfig {
     /// Features entering fc6 (25,088 at 224x224); `None` if the input is too small.
     pub fn flat_features(&self) -> Option<usize> {
         let [h, w] = self.input;
-        let rows = summarize([self.in_channels, h, w], &self.layers()).ok()?;
-        rows.iter()
-            .find(|r| r.name == "flatten")
-            .map(|r| r.output_len())
+        super::flat_features([self.in_channels, h, w], &self.layers())
     }
 
     /// Builds the network with fresh weights.
