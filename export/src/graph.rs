@@ -455,7 +455,7 @@ pub fn fold_batch_norms(g: &mut Graph) -> Result<()> {
         };
         let co = wd.first().copied().unwrap_or(0);
         if readers != 1
-            || graph_output_is(g, &src)
+            || g.output == src
             || [&scale, &beta, &mean, &var].iter().any(|v| v.len() != co)
             || co == 0
         {
@@ -511,10 +511,6 @@ pub fn fold_batch_norms(g: &mut Graph) -> Result<()> {
         g.folded_batch_norms.push(bn_name);
     }
     Ok(())
-}
-
-fn graph_output_is(g: &Graph, name: &str) -> bool {
-    g.output == name
 }
 
 fn tensor_type<'a>(
