@@ -164,6 +164,11 @@ fn smoke(kind: ModelKind, dataset: DatasetKind, side: usize, steps: usize, lr: f
         },
     };
     let dir = tempfile::tempdir().unwrap();
+    // One run at a time: dropout draws from burn's process-wide generator, which each run
+    // seeds at its start, so runs in parallel threads would interleave their draws and make
+    // each other's losses vary from run to run.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = train::train(&cfg, &data, dir.path(), &RunOptions::default()).unwrap();
     let first = out.metrics.first().unwrap().train_loss;
     let last = out.metrics.last().unwrap().train_loss;
