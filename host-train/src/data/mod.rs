@@ -212,15 +212,6 @@ impl DatasetKind {
             }
         }
     }
-
-    /// Class names in label order.
-    pub fn class_names(self, dir: &Path) -> Result<Vec<String>, DataError> {
-        match self {
-            DatasetKind::Mnist => Ok((0..10).map(|d| d.to_string()).collect()),
-            DatasetKind::Cifar10 => cifar10::class_names(dir),
-            DatasetKind::Oxflower17 => flowers::class_names(dir),
-        }
-    }
 }
 
 impl fmt::Display for DatasetKind {
