@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::compare::{self, CompareOptions, Grid};
 use crate::data::augment::Augment;
 use crate::data::{self, DatasetKind};
 use crate::models::{ModelKind, ModelOptions, PoolKind};
@@ -33,6 +34,9 @@ enum Command {
     Summary(SummaryArgs),
     /// Plot test accuracy against iterations of one or more runs into one SVG.
     Plot(PlotArgs),
+    /// Train a grid of models x optimizers x learning rates (x seeds) and draw the seed's
+    /// comparison figures; an interrupted grid resumes, finished cells are skipped.
+    Compare(Box<CompareArgs>),
     /// Export a trained run to ONNX (logits out), with a parity sample beside it.
     ExportOnnx(ExportOnnxArgs),
 }
@@ -53,6 +57,105 @@ struct ExportOnnxArgs {
     dynamic_batch: bool,
     #[command(flatten)]
     data: DataArgs,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// A grid file (TOML, the fields of `grid.toml`); flags given here override it.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// The dataset [default: mnist].
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
+    /// The networks, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    models: Vec<ModelKind>,
+    /// The optimizers, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    optimizers: Vec<OptimizerKind>,
+    /// The learning rates, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    lrs: Vec<f64>,
+    /// Optimizer steps per cell.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Passes over the training set per cell, without --iterations [default: 1].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Evaluate on the test set every N steps [default: 20 evaluations per cell].
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Seeds per setting (the lines become means with a ± sd band) [default: 1].
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// The first seed [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Images per step [default: 64].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Side of the flowers' square input [default: 224].
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Augment colour images (see `train --augment`).
+    #[arg(long, value_enum)]
+    augment: Option<AugmentKind>,
+    /// The grid's folder: a run folder per cell, the summary and the figures.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl CompareArgs {
+    /// The grid: the file's, with the flags given on top.
+    fn grid(&self) -> Result<Grid> {
+        let mut g = match &self.grid {
+            Some(p) => Grid::read(p)?,
+            None => Grid::new(DatasetKind::Mnist, vec![], vec![], vec![]),
+        };
+        if let Some(d) = self.dataset {
+            g.dataset = d;
+        }
+        if !self.models.is_empty() {
+            g.models = self.models.clone();
+        }
+        if !self.optimizers.is_empty() {
+            g.optimizers = self.optimizers.clone();
+        }
+        if !self.lrs.is_empty() {
+            g.lrs = self.lrs.clone();
+        }
+        if self.iterations.is_some() {
+            g.iterations = self.iterations;
+        }
+        if let Some(e) = self.epochs {
+            g.epochs = e;
+            g.iterations = self.iterations;
+        }
+        g.eval_every = self.eval_every.or(g.eval_every);
+        g.seeds = self.seeds.unwrap_or(g.seeds);
+        g.seed = self.seed.unwrap_or(g.seed);
+        g.batch_size = self.batch_size.unwrap_or(g.batch_size);
+        g.train_limit = self.train_limit.or(g.train_limit);
+        g.test_limit = self.test_limit.or(g.test_limit);
+        g.image_size = self.image_size.or(g.image_size);
+        if let Some(a) = self.augment {
+            g.augment = a.policy(4, 0.35);
+        }
+        Ok(g)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +201,16 @@ enum AugmentKind {
     None,
     CropFlip,
     ResizedCropFlip,
+}
+
+impl AugmentKind {
+    fn policy(self, pad: usize, min_scale: f64) -> Augment {
+        match self {
+            AugmentKind::None => Augment::None,
+            AugmentKind::CropFlip => Augment::CropFlip { pad },
+            AugmentKind::ResizedCropFlip => Augment::ResizedCropFlip { min_scale },
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +391,7 @@ pub fn main() -> Result<()> {
         Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Datasets(a) => cmd_datasets(a),
+        Command::Compare(a) => cmd_compare(*a),
         Command::Plot(a) => {
             let metrics = a
                 .runs
@@ -374,7 +488,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         device,
         progress: !a.quiet,
-        halt_after: None,
+        ..RunOptions::default()
     };
     let (outcome, dir) = if let Some(run) = &a.resume {
         let cfg = train::read_config(run)?;
@@ -402,13 +516,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             train_limit: a.train_limit,
             test_limit: a.test_limit,
             augment_shift: a.augment_shift,
-            augment: match a.augment {
-                AugmentKind::None => Augment::None,
-                AugmentKind::CropFlip => Augment::CropFlip { pad: a.augment_pad },
-                AugmentKind::ResizedCropFlip => Augment::ResizedCropFlip {
-                    min_scale: a.augment_min_scale,
-                },
-            },
+            augment: a.augment.policy(a.augment_pad, a.augment_min_scale),
             image_size: a.image_size,
             pool: a.pool,
             filters: a.filters,
@@ -420,7 +528,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| train::default_run_dir(&cfg));
         eprintln!(
-            "training {} on {} ({} train / {} test images), {} x {} iterations, {:?} lr {} -> {}",
+            "training {} on {} ({} train / {} test images), {} x {} iterations, {} lr {:e} -> {}",
             cfg.model,
             cfg.dataset,
             cfg.train_limit.unwrap_or(usize::MAX).min(data.train.len()),
@@ -435,6 +543,50 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     eprintln!("run folder: {}", dir.display());
     println!("test accuracy: {:.2}%", 100.0 * outcome.test_accuracy);
+    Ok(())
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<()> {
+    let grid = a.grid()?;
+    grid.check()?;
+    let device = a.device.device()?;
+    // The data of the first cell; every cell shares dataset, size and limits.
+    let probe = TrainConfig {
+        image_size: grid.image_size,
+        ..TrainConfig::new(grid.models[0], grid.dataset)
+    };
+    let data = load_data(&probe, &a.data)?;
+    let n = grid.cells().len();
+    eprintln!(
+        "grid: {} on {}: {} models x {} optimizers x {} rates x {} seeds = {n} cells -> {}",
+        grid.models
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        grid.dataset,
+        grid.models.len(),
+        grid.optimizers.len(),
+        grid.lrs.len(),
+        grid.seeds,
+        a.out.display()
+    );
+    let report = compare::run(
+        &grid,
+        &data,
+        &a.out,
+        &CompareOptions {
+            device,
+            progress: !a.quiet,
+        },
+    )?;
+    eprintln!(
+        "{} cells trained, {} already finished",
+        report.trained, report.skipped
+    );
+    for p in &report.written {
+        println!("wrote {}", p.display());
+    }
     Ok(())
 }
 

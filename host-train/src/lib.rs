@@ -1,16 +1,19 @@
-//! host-train: train LeNet-style classifiers with burn, from real datasets to checkpoints,
-//! metrics and (later) ONNX.
+//! host-train: train LeNet-style classifiers and the deep classics with burn, from real datasets
+//! to checkpoints, metrics, figures and ONNX.
 //!
-//! - [`data`]: dataset files (MNIST IDX; CIFAR-10 and Oxford-17 to come), checksums, download,
-//!   batching.
+//! - [`data`]: dataset files (MNIST IDX, CIFAR-10 binary batches, Oxford-17 JPEG folders),
+//!   checksums, download, batching, augmentation.
 //! - [`models`]: the built-in networks, one file each.
 //! - [`summary`]: shapes, parameters and MACs per layer, and the output-size rule.
 //! - [`train`]: the loop, metrics, checkpoints and resume; [`optim`]: optimizers and schedules.
 //! - [`kernels`]: fused CPU training kernels plugged into burn; [`plot`]: SVG accuracy plots.
+//! - [`compare`]: optimizer and learning-rate grids with their summary and [`figures`].
 
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod data;
+pub mod figures;
 pub mod kernels;
 pub mod models;
 pub mod onnx;

@@ -65,6 +65,15 @@ impl OptimizerKind {
     }
 }
 
+impl std::fmt::Display for OptimizerKind {
+    /// The `--optimizer` name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum as _;
+        let v = self.to_possible_value().expect("no skipped variants");
+        f.write_str(v.get_name())
+    }
+}
+
 /// `--schedule`: how the learning rate moves over the run.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

@@ -19,7 +19,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
@@ -262,6 +262,9 @@ struct LoopState {
     window_correct: u64,
     window_seen: u64,
     window_secs: f64,
+    /// Wall time of the run so far (training and evaluation), over resumes.
+    #[serde(default)]
+    wall_secs: f64,
 }
 
 /// What a finished (or stopped) run reports.
@@ -273,6 +276,9 @@ pub struct Outcome {
     pub test_accuracy: f64,
     /// All metrics rows of the run, resumed parts included.
     pub metrics: Vec<MetricsRow>,
+    /// Wall time of training and evaluation, summed over resumes (time lost to a crash
+    /// after the last checkpoint is not counted).
+    pub wall_secs: f64,
     /// The trained network.
     pub model: Network,
 }
@@ -287,6 +293,33 @@ pub struct RunOptions {
     /// Stop after this many steps in total without a final checkpoint, as a crash would:
     /// used by tests of `--resume`.
     pub halt_after: Option<usize>,
+    /// Draw the run's bar under this one (a grid's), advancing it by one per step.
+    pub parent: Option<(MultiProgress, ProgressBar)>,
+    /// Print a line per evaluation (above the bar).
+    pub log_evals: bool,
+}
+
+/// The error a run stops with when its loss is no longer finite (a learning rate too high for
+/// the optimizer); a grid records the cell as diverged instead of stopping.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "training stopped: the loss became {loss} at iteration {iteration} (epoch {epoch}, lr {lr:e}). \
+     The last good checkpoint (iteration {last_checkpoint}) is kept in {checkpoint}; \
+     try a lower --lr or another --optimizer."
+)]
+pub struct Diverged {
+    /// The non-finite loss.
+    pub loss: f32,
+    /// The 1-based step that produced it.
+    pub iteration: usize,
+    /// Its 1-based epoch.
+    pub epoch: usize,
+    /// The learning rate of that step.
+    pub lr: f64,
+    /// Steps done at the last checkpoint.
+    pub last_checkpoint: usize,
+    /// The checkpoint file.
+    pub checkpoint: String,
 }
 
 impl Default for RunOptions {
@@ -295,6 +328,8 @@ impl Default for RunOptions {
             device: Device::flex(),
             progress: false,
             halt_after: None,
+            parent: None,
+            log_evals: true,
         }
     }
 }
@@ -516,10 +551,12 @@ fn run_loop(
     };
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
-    let bar = if opts.progress {
-        ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
+    let bar = match (&opts.parent, opts.progress) {
+        (Some((multi, _)), true) => multi.add(ProgressBar::new(total as u64)),
+        (None, true) => {
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
+        }
+        (_, false) => ProgressBar::hidden(),
     };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} it  {msg}")
@@ -543,6 +580,7 @@ fn run_loop(
                 iterations: st.iteration,
                 test_accuracy: test_acc,
                 metrics,
+                wall_secs: st.wall_secs,
                 model,
             });
         }
@@ -570,14 +608,15 @@ fn run_loop(
         let loss_value: f32 = loss.clone().into_scalar();
         if !loss_value.is_finite() {
             bar.finish_and_clear();
-            bail!(
-                "training stopped: the loss became {loss_value} at iteration {} (epoch {}, lr {lr:e}). \
-                 The last good checkpoint (iteration {last_ckpt}) is kept in {}; \
-                 try a lower --lr or another --optimizer.",
-                it + 1,
-                epoch + 1,
-                run_dir.join(checkpoint::FILE).display()
-            );
+            return Err(Diverged {
+                loss: loss_value,
+                iteration: it + 1,
+                epoch: epoch + 1,
+                lr,
+                last_checkpoint: last_ckpt,
+                checkpoint: run_dir.join(checkpoint::FILE).display().to_string(),
+            }
+            .into());
         }
         let pred: Tensor<1, Int> = logits.argmax(1).squeeze_dim(1);
         let correct: i64 = pred.equal(y).int().sum().into_scalar();
@@ -589,6 +628,9 @@ fn run_loop(
         st.window_seen += idx.len() as u64;
         st.iteration += 1;
         bar.inc(1);
+        if let Some((_, grid)) = &opts.parent {
+            grid.inc(1);
+        }
         if st.iteration.is_multiple_of(10) || st.iteration == total {
             bar.set_message(format!(
                 "loss {:.4}  acc {:.2}%  {:.0} img/s",
@@ -611,8 +653,9 @@ fn run_loop(
             };
             writeln!(csv, "{}", row.csv()).context("cannot append to metrics.csv")?;
             csv.flush()?;
-            bar.suspend(|| {
-                eprintln!(
+            if opts.log_evals {
+                bar.suspend(|| {
+                    eprintln!(
                     "iter {:>6}  epoch {:>6.2}  lr {:.2e}  loss {:.4}  train {:.2}%  test {:.2}%  {:.0} img/s",
                     row.iteration,
                     row.epoch,
@@ -621,8 +664,9 @@ fn run_loop(
                     100.0 * row.train_acc,
                     100.0 * row.test_acc,
                     row.images_per_s
-                )
-            });
+                    )
+                });
+            }
             metrics.push(row);
             write_plot(cfg, run_dir, &metrics)?;
             st.window_loss = 0.0;
@@ -630,6 +674,7 @@ fn run_loop(
             st.window_seen = 0;
             st.window_secs = 0.0;
         }
+        st.wall_secs += t0.elapsed().as_secs_f64();
         if st.iteration.is_multiple_of(ckpt_every) || st.iteration == total {
             save_checkpoint(run_dir, &st, &model, &optim)?;
             last_ckpt = st.iteration;
@@ -641,6 +686,7 @@ fn run_loop(
         iterations: st.iteration,
         test_accuracy: test_acc,
         metrics,
+        wall_secs: st.wall_secs,
         model,
     })
 }

@@ -162,3 +162,59 @@ fn missing_data_offline_says_which_files_to_put_where() {
         "{err}"
     );
 }
+
+#[test]
+fn compare_reads_a_grid_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.toml");
+    std::fs::write(
+        &grid,
+        "dataset = \"mnist\"\nmodels = [\"fc\"]\noptimizers = [\"sgd\", \"momentum\"]\n\
+         lrs = [0.5]\niterations = 8\neval_every = 4\ntrain_limit = 1000\ntest_limit = 200\n",
+    )
+    .unwrap();
+    let out = dir.path().join("g");
+    let (ok, stdout, err) = run(bin()
+        .args(["compare", "--grid"])
+        .arg(&grid)
+        .args(["--lrs", "0.01,0.1", "--quiet", "--out"])
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(data_root()));
+    assert!(ok, "{err}");
+    assert!(err.contains("= 4 cells"), "{err}");
+    assert!(
+        err.contains("[4/4] fc momentum lr 0.1 seed 42: test "),
+        "{err}"
+    );
+    assert!(
+        stdout.contains("summary.csv") && stdout.contains("best.png"),
+        "{stdout}"
+    );
+    assert!(out.join("fc/sgd-lr0.01-seed42/model.bpk").is_file());
+    // The grid as run is written back, with the flag's rates.
+    let written = std::fs::read_to_string(out.join("grid.toml")).unwrap();
+    assert!(written.contains("lrs = [0.01, 0.1]"), "{written}");
+    let (ok, _, err) = run(bin()
+        .args(["compare", "--grid"])
+        .arg(out.join("grid.toml"))
+        .args(["--quiet", "--out"])
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(data_root()));
+    assert!(ok && err.contains("4 of 4 cells already finished"), "{err}");
+
+    // An empty grid, a bad file: errors that say why.
+    let (ok, _, err) = run(bin().args(["compare", "--models", "fc", "--out"]).arg(&out));
+    assert!(!ok && err.contains("--optimizers has no entries"), "{err}");
+    std::fs::write(&grid, "dataset = \"mnist\"\nmodel = [\"fc\"]\n").unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["compare", "--grid"])
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out));
+    assert!(
+        !ok && err.contains("not a valid grid") && err.contains("model"),
+        "{err}"
+    );
+}

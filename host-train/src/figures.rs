@@ -1,0 +1,351 @@
+//! Multi-panel line figures, drawn with plotters into PNG and SVG from one description: the
+//! figures of `host-train compare` (test accuracy against iterations, one panel per optimizer
+//! or per model, optionally a mean with a band).
+//!
+//! PNG text uses an embedded DejaVu Sans subset (`assets/`), so figures look the same on every
+//! machine and need no system fonts; SVG text names `sans-serif` for the viewer to render.
+
+use std::sync::Once;
+
+use anyhow::{Context, Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// One line of a panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// Legend text.
+    pub label: String,
+    /// (x, y) points, in order of x.
+    pub points: Vec<(f64, f64)>,
+    /// A shaded band around the line: (x, low, high) per point.
+    pub band: Option<Vec<(f64, f64, f64)>>,
+    /// Index into the palette, so that the same setting has the same colour in every panel.
+    pub color: usize,
+    /// Mark the last point with a cross (the run stopped there: it diverged).
+    pub stopped: bool,
+}
+
+/// One chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// Caption above the chart.
+    pub title: String,
+    /// Its lines.
+    pub curves: Vec<Curve>,
+}
+
+/// A figure: a title over a grid of panels sharing axis labels and y range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// The figure's title.
+    pub title: String,
+    /// A second, smaller line under the title (setting, data, how bands are made).
+    pub subtitle: String,
+    /// The charts, laid out left to right, top to bottom.
+    pub panels: Vec<Panel>,
+    /// Label of the x axis.
+    pub x_label: String,
+    /// Label of the y axis.
+    pub y_label: String,
+    /// The y axis range, shared by all panels.
+    pub y_range: (f64, f64),
+    /// Where the legends go.
+    pub legend: Legend,
+}
+
+/// Where a panel's legend sits inside the chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    /// Lower right: for curves that rise to the top (a zoomed y axis).
+    LowerRight,
+    /// Middle right: for a 0-100 axis where failed runs lie along the bottom.
+    MiddleRight,
+}
+
+/// Colours of the lines: matplotlib's "tab10", which readers of the seed's figures know.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+const PANEL_W: u32 = 520;
+const PANEL_H: u32 = 380;
+const HEADER_H: u32 = 64;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are this crate's own asset, checked by a unit test.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+impl Figure {
+    /// Columns and rows of the panel grid.
+    pub fn layout(&self) -> (u32, u32) {
+        let n = self.panels.len().max(1) as u32;
+        let cols = n.min(3);
+        (cols, n.div_ceil(cols))
+    }
+
+    /// Pixel size of the figure.
+    pub fn size(&self) -> (u32, u32) {
+        let (cols, rows) = self.layout();
+        (cols * PANEL_W, HEADER_H + rows * PANEL_H)
+    }
+
+    /// The figure as PNG bytes.
+    pub fn png(&self) -> Result<Vec<u8>> {
+        register_font();
+        let (w, h) = self.size();
+        let mut rgb = vec![0u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            self.draw(&root)?;
+            root.present()
+                .map_err(|e| anyhow!("cannot draw the figure: {e}"))?;
+        }
+        let img = image::RgbImage::from_raw(w, h, rgb).context("figure buffer size")?;
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .context("cannot encode the figure as PNG")?;
+        Ok(out.into_inner())
+    }
+
+    /// The figure as an SVG document.
+    pub fn svg(&self) -> Result<String> {
+        let (w, h) = self.size();
+        let mut s = String::new();
+        {
+            let root = SVGBackend::with_string(&mut s, (w, h)).into_drawing_area();
+            self.draw(&root)?;
+            root.present()
+                .map_err(|e| anyhow!("cannot draw the figure: {e}"))?;
+        }
+        Ok(s)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw the figure: {e}");
+        root.fill(&WHITE).map_err(err)?;
+        let (header, body) = root.split_vertically(HEADER_H);
+        let (w, _) = header.dim_in_pixel();
+        let centre = |size| {
+            TextStyle::from(("sans-serif", size).into_font())
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Top,
+                ))
+                .color(&BLACK)
+        };
+        header
+            .draw_text(&self.title, &centre(20), (w as i32 / 2, 8))
+            .map_err(err)?;
+        header
+            .draw_text(
+                &self.subtitle,
+                &centre(14).color(&RGBColor(0x44, 0x44, 0x44)),
+                (w as i32 / 2, 36),
+            )
+            .map_err(err)?;
+        let (cols, rows) = self.layout();
+        let areas = body.split_evenly((rows as usize, cols as usize));
+        let x_max = self
+            .panels
+            .iter()
+            .flat_map(|p| &p.curves)
+            .flat_map(|c| c.points.iter().map(|p| p.0))
+            .fold(1.0f64, f64::max);
+        let (y_lo, y_hi) = self.y_range;
+        for (panel, area) in self.panels.iter().zip(areas) {
+            let mut chart = ChartBuilder::on(&area)
+                .caption(&panel.title, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0f64..x_max, y_lo..y_hi)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_labels(6)
+                .y_labels(8)
+                .x_label_formatter(&|x| format_tick(*x))
+                .y_label_formatter(&|y| format_tick(*y))
+                .light_line_style(RGBColor(0xee, 0xee, 0xee))
+                .bold_line_style(RGBColor(0xd8, 0xd8, 0xd8))
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .draw()
+                .map_err(err)?;
+            for c in &panel.curves {
+                let color = PALETTE[c.color % PALETTE.len()];
+                if let Some(band) = &c.band {
+                    let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).collect();
+                    poly.extend(band.iter().rev().map(|b| (b.0, b.1)));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(
+                            poly,
+                            color.mix(0.18).filled(),
+                        )))
+                        .map_err(err)?;
+                }
+                let clamp = |(x, y): (f64, f64)| (x, y.clamp(y_lo, y_hi));
+                chart
+                    .draw_series(LineSeries::new(
+                        c.points.iter().copied().map(clamp),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(&c.label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                if c.stopped
+                    && let Some(&last) = c.points.last()
+                {
+                    chart
+                        .draw_series(std::iter::once(Cross::new(
+                            clamp(last),
+                            6,
+                            color.stroke_width(2),
+                        )))
+                        .map_err(err)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(match self.legend {
+                    Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                    Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
+                })
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(0xbb, 0xbb, 0xbb))
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Axis tick text: integers without a fraction, thousands as `k`.
+fn format_tick(x: f64) -> String {
+    if x >= 1000.0 && (x / 1000.0).fract().abs() < 1e-9 {
+        format!("{}k", x / 1000.0)
+    } else if x.fract().abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// A y range that shows `values` (percent) with a margin, on multiples of 5, within 0..100.
+pub fn percent_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 100.0);
+    }
+    let lo = ((lo - 1.0) / 5.0).floor() * 5.0;
+    let hi = ((hi + 1.0) / 5.0).ceil() * 5.0;
+    (lo.max(0.0), hi.min(100.0).max(lo.max(0.0) + 5.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(panels: usize) -> Figure {
+        Figure {
+            title: "MNIST: lenet5".into(),
+            subtitle: "batch 64".into(),
+            panels: (0..panels)
+                .map(|p| Panel {
+                    title: format!("panel {p}"),
+                    curves: vec![
+                        Curve {
+                            label: "lr 0.01".into(),
+                            points: vec![(0.0, 10.0), (100.0, 80.0), (200.0, 95.0)],
+                            band: Some(vec![
+                                (0.0, 9.0, 11.0),
+                                (100.0, 75.0, 85.0),
+                                (200.0, 94.0, 96.0),
+                            ]),
+                            color: 0,
+                            stopped: false,
+                        },
+                        Curve {
+                            label: "lr 0.1 (diverged)".into(),
+                            points: vec![(0.0, 10.0), (100.0, 9.8)],
+                            band: None,
+                            color: 1,
+                            stopped: true,
+                        },
+                    ],
+                })
+                .collect(),
+            x_label: "iteration".into(),
+            y_label: "test accuracy (%)".into(),
+            y_range: (0.0, 100.0),
+            legend: Legend::MiddleRight,
+        }
+    }
+
+    #[test]
+    fn the_embedded_font_parses() {
+        assert!(plotters::style::register_font("test-font", FontStyle::Normal, FONT).is_ok());
+    }
+
+    #[test]
+    fn png_has_the_layout_size_and_text_pixels() {
+        let f = figure(5);
+        assert_eq!(f.layout(), (3, 2));
+        let png = f.png().unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (3 * PANEL_W, HEADER_H + 2 * PANEL_H));
+        // The title is drawn: dark pixels in the header band (text needs the embedded font).
+        let dark = (0..HEADER_H)
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100))
+            .count();
+        assert!(dark > 50, "only {dark} dark pixels in the title band");
+        // The first line's colour is there.
+        let c = PALETTE[0];
+        assert!(img.pixels().any(|p| p.0 == [c.0, c.1, c.2]));
+    }
+
+    #[test]
+    fn svg_names_every_series_and_panel() {
+        let svg = figure(2).svg().unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches("lr 0.1 (diverged)").count(), 2);
+        assert!(svg.contains("panel 0") && svg.contains("panel 1"));
+        assert!(svg.contains("test accuracy (%)"));
+    }
+
+    #[test]
+    fn ranges_and_ticks() {
+        assert_eq!(percent_range([97.2, 99.1]), (95.0, 100.0));
+        assert_eq!(percent_range([11.0, 63.3]), (10.0, 65.0));
+        assert_eq!(percent_range([f64::NAN]), (0.0, 100.0));
+        assert_eq!(format_tick(2000.0), "2k");
+        assert_eq!(format_tick(250.0), "250");
+    }
+}
