@@ -91,11 +91,25 @@ pub struct Config {
     pub selftest: bool,
 }
 
+/// The checkout `firmware/` is built from: the one this binary was built in if it is still
+/// there, else the current directory when it is a checkout (a binary built in another copy of
+/// the repository, or by CI, then works from this one). `--firmware` overrides it.
+pub fn project_root() -> PathBuf {
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built_in.join("firmware/Cargo.toml").is_file() {
+        return built_in;
+    }
+    match std::env::current_dir() {
+        Ok(cwd) if cwd.join("firmware/Cargo.toml").is_file() => cwd,
+        _ => built_in,
+    }
+}
+
 impl Config {
-    /// Defaults: the firmware beside this crate, the workspace target directory (or
+    /// Defaults: the firmware of [`project_root`], its target directory (or
     /// `$CARGO_TARGET_DIR`), `qemu-system-arm` from PATH, a 120 s limit.
     pub fn new(model: PathBuf, board: Board, digits: Vec<Digit>) -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = project_root();
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
@@ -310,6 +324,14 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
     std::fs::write(&digits_path, blob)?;
     let model = std::fs::canonicalize(&cfg.model)
         .with_context(|| format!("cannot read {}", cfg.model.display()))?;
+    let manifest = cfg.firmware_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "no firmware at {} (deploy builds the repository's firmware/): run from the \
+             repository root or pass --firmware DIR",
+            cfg.firmware_dir.display()
+        );
+    }
     std::fs::create_dir_all(&cfg.target_dir)?;
     let lock = std::fs::File::create(cfg.target_dir.join("lenet-firmware.lock"))?;
     lock.lock()?;
@@ -318,7 +340,7 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
         .args(["build", "--release", "--quiet", "--target"])
         .arg(cfg.board.target)
         .args(["--features", &features, "--manifest-path"])
-        .arg(cfg.firmware_dir.join("Cargo.toml"))
+        .arg(&manifest)
         .env("CARGO_TARGET_DIR", &cfg.target_dir)
         .env("LENET_FW_MODEL", &model)
         .env("LENET_FW_DIGITS", &digits_path)

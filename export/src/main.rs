@@ -462,7 +462,7 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
                 }
             }
             let dirs = if cases.is_empty() {
-                golden::cases(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden"))?
+                golden::cases(&export::deploy::project_root().join("tests/golden"))?
             } else {
                 cases
             };
