@@ -116,11 +116,13 @@ impl Figure {
             root.present()
                 .map_err(|e| anyhow!("cannot draw the figure: {e}"))?;
         }
-        let img = image::RgbImage::from_raw(w, h, rgb).context("figure buffer size")?;
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png)
+        use image::ImageEncoder as _;
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        let mut out = Vec::new();
+        PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::Adaptive)
+            .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
             .context("cannot encode the figure as PNG")?;
-        Ok(out.into_inner())
+        Ok(out)
     }
 
     /// The figure as an SVG document.

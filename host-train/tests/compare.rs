@@ -186,3 +186,24 @@ fn a_diverging_cell_is_recorded_and_the_grid_goes_on() {
     let again = compare::run(&grid, mnist(), out.path(), &opts()).unwrap();
     assert_eq!((again.trained, again.skipped), (0, 2));
 }
+
+#[test]
+fn several_seeds_give_a_mean_with_a_band() {
+    let mut grid = tiny_grid();
+    grid.optimizers = vec![OptimizerKind::Adam];
+    grid.lrs = vec![0.01];
+    grid.seeds = 2;
+    let out = tempfile::tempdir().unwrap();
+    let report = compare::run(&grid, mnist(), out.path(), &opts()).unwrap();
+    let seeds: Vec<u64> = report.results.iter().map(|r| r.cell.seed).collect();
+    assert_eq!(seeds, [42, 43]);
+    let finals: Vec<f64> = report.results.iter().map(|r| r.final_acc()).collect();
+    assert_ne!(finals[0], finals[1], "two seeds, two different runs");
+    let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    let mean = 100.0 * (finals[0] + finals[1]) / 2.0;
+    assert!(md.contains(&format!("**{mean:.2} ± ")), "{md}");
+    assert!(md.contains("mean of 2 seeds (42..43), band ± 1 sd"), "{md}");
+    // The band is a filled polygon under the line.
+    let svg = std::fs::read_to_string(out.path().join("fc-optimizers.svg")).unwrap();
+    assert!(svg.contains("<polygon"), "no band drawn");
+}
