@@ -338,7 +338,7 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
     let n_train = data.train.len();
 
     // Check every existing cell before training any, so a mismatch fails at once.
-    let mut todo = Vec::new();
+    let mut todo: Vec<(usize, TrainConfig, u64)> = Vec::new();
     let mut results: Vec<Option<CellResult>> = vec![None; cells.len()];
     let mut grid_total = 0u64;
     let mut grid_done = 0u64;
@@ -346,7 +346,8 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
         let dir = cell.dir(out);
         let cfg = grid.config(cell, n_train);
         let total = cfg.total_iterations(cfg.train_limit.unwrap_or(usize::MAX).min(n_train));
-        grid_total += total as u64;
+        let cost = step_cost(&cfg);
+        grid_total += total as u64 * cost;
         if dir.join("config.json").exists() {
             let found = train::read_config(&dir)?;
             if found != cfg {
@@ -359,7 +360,7 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
             }
         }
         if let Some(record) = read_record(&dir)? {
-            grid_done += total as u64;
+            grid_done += total as u64 * cost;
             results[i] = Some(CellResult {
                 cell: *cell,
                 record,
@@ -367,9 +368,8 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
                 batch_size: cfg.batch_size,
             });
         } else {
-            let done = resumable_iteration(&dir);
-            grid_done += done as u64;
-            todo.push((i, cfg));
+            grid_done += resumable_iteration(&dir) as u64 * cost;
+            todo.push((i, cfg, cost));
         }
     }
     let skipped = cells.len() - todo.len();
@@ -397,15 +397,15 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
             out.display()
         ));
     }
-    let run_opts = RunOptions {
-        device: opts.device.clone(),
-        progress: opts.progress,
-        parent: Some((multi.clone(), grid_bar.clone())),
-        log_evals: false,
-        ..RunOptions::default()
-    };
     let mut finished = skipped;
-    for (k, (i, cfg)) in todo.iter().enumerate() {
+    for (k, (i, cfg, cost)) in todo.iter().enumerate() {
+        let run_opts = RunOptions {
+            device: opts.device.clone(),
+            progress: opts.progress,
+            parent: Some((multi.clone(), grid_bar.clone(), *cost)),
+            log_evals: false,
+            ..RunOptions::default()
+        };
         let cell = &cells[*i];
         let dir = cell.dir(out);
         grid_bar.set_prefix(format!("{finished}/{} cells", cells.len()));
@@ -476,6 +476,22 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
         skipped,
         written,
     })
+}
+
+/// The estimated work of one training step, for the grid's ETA: the batch times the model's
+/// MACs plus a per-image overhead (data, loss, optimizer), as MAC equivalents; forward and
+/// backward scale alike, so the factor of about 3 between them cancels.
+fn step_cost(cfg: &TrainConfig) -> u64 {
+    const PER_IMAGE_OVERHEAD: usize = 20_000;
+    let input = cfg.input_shape();
+    let macs = crate::summary::summarize(
+        input,
+        &cfg.model
+            .layers_with(input, cfg.dataset.num_classes(), &cfg.model_options()),
+    )
+    .map(|rows| rows.iter().map(|r| r.macs).sum::<usize>())
+    .unwrap_or(0);
+    ((macs + PER_IMAGE_OVERHEAD) * cfg.batch_size) as u64
 }
 
 fn describe(r: &CellResult) -> String {

@@ -293,8 +293,9 @@ pub struct RunOptions {
     /// Stop after this many steps in total without a final checkpoint, as a crash would:
     /// used by tests of `--resume`.
     pub halt_after: Option<usize>,
-    /// Draw the run's bar under this one (a grid's), advancing it by one per step.
-    pub parent: Option<(MultiProgress, ProgressBar)>,
+    /// Draw the run's bar under this one (a grid's), advancing it by the given amount per
+    /// step (the step's estimated cost, so that the grid's ETA weighs cells by their work).
+    pub parent: Option<(MultiProgress, ProgressBar, u64)>,
     /// Print a line per evaluation (above the bar).
     pub log_evals: bool,
 }
@@ -552,7 +553,7 @@ fn run_loop(
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
     let bar = match (&opts.parent, opts.progress) {
-        (Some((multi, _)), true) => multi.add(ProgressBar::new(total as u64)),
+        (Some((multi, _, _)), true) => multi.add(ProgressBar::new(total as u64)),
         (None, true) => {
             ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
         }
@@ -628,8 +629,8 @@ fn run_loop(
         st.window_seen += idx.len() as u64;
         st.iteration += 1;
         bar.inc(1);
-        if let Some((_, grid)) = &opts.parent {
-            grid.inc(1);
+        if let Some((_, grid, cost)) = &opts.parent {
+            grid.inc(*cost);
         }
         if st.iteration.is_multiple_of(10) || st.iteration == total {
             bar.set_message(format!(
