@@ -32,7 +32,7 @@ enum Command {
     Datasets(DataArgs),
     /// Per-layer output shape, parameters, MACs and activation bytes of a model.
     Summary(SummaryArgs),
-    /// Plot test accuracy against iterations of one or more runs into one SVG.
+    /// Plot test accuracy against iterations of one or more runs into one PNG or SVG.
     Plot(PlotArgs),
     /// Train a grid of models x optimizers x learning rates (x seeds) and draw the seed's
     /// comparison figures; an interrupted grid resumes, finished cells are skipped.
@@ -163,7 +163,7 @@ struct PlotArgs {
     /// Run folders to compare (each labelled by its folder name).
     #[arg(long = "run", required = true)]
     runs: Vec<PathBuf>,
-    /// The SVG file to write.
+    /// The figure to write: `.png` or `.svg`.
     #[arg(long)]
     out: PathBuf,
     /// Also draw training accuracy (dashed).
@@ -398,22 +398,25 @@ pub fn main() -> Result<()> {
                 .iter()
                 .map(|r| train::read_metrics(r))
                 .collect::<Result<Vec<_>>>()?;
-            let series: Vec<crate::plot::Series> = a
+            let runs: Vec<(String, &[train::MetricsRow])> = a
                 .runs
                 .iter()
                 .zip(&metrics)
-                .map(|(r, rows)| crate::plot::Series {
-                    label: r.file_name().map_or_else(
+                .map(|(r, rows)| {
+                    let label = r.file_name().map_or_else(
                         || r.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),
-                    ),
-                    rows,
+                    );
+                    (label, rows.as_slice())
                 })
                 .collect();
-            crate::checkpoint::write_atomic(
-                &a.out,
-                crate::plot::accuracy_svg(&a.title, &series, a.train).as_bytes(),
-            )?;
+            let fig = crate::figures::accuracy_figure(&a.title, &runs, a.train);
+            let bytes = match a.out.extension().and_then(|e| e.to_str()) {
+                Some("png") => fig.png()?,
+                Some("svg") => fig.svg()?.into_bytes(),
+                _ => bail!("--out {}: name a .png or .svg file", a.out.display()),
+            };
+            crate::checkpoint::write_atomic(&a.out, &bytes)?;
             eprintln!("wrote {}", a.out.display());
             Ok(())
         }

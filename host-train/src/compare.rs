@@ -607,6 +607,7 @@ impl Setting<'_> {
             band: (self.runs.len() > 1).then_some(band),
             color,
             stopped: self.diverged() > 0,
+            dashed: false,
         }
     }
 }

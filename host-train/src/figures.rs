@@ -11,6 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::train::MetricsRow;
+
 /// One line of a panel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curve {
@@ -24,6 +26,8 @@ pub struct Curve {
     pub color: usize,
     /// Mark the last point with a cross (the run stopped there: it diverged).
     pub stopped: bool,
+    /// Draw dashed (e.g. training accuracy beside the solid test accuracy).
+    pub dashed: bool,
 }
 
 /// One chart.
@@ -79,6 +83,9 @@ pub const PALETTE: [RGBColor; 10] = [
 
 const PANEL_W: u32 = 520;
 const PANEL_H: u32 = 380;
+/// A figure of one panel is drawn larger.
+const SINGLE_W: u32 = 760;
+const SINGLE_H: u32 = 440;
 const HEADER_H: u32 = 64;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
@@ -102,12 +109,14 @@ impl Figure {
     /// Pixel size of the figure.
     pub fn size(&self) -> (u32, u32) {
         let (cols, rows) = self.layout();
+        if cols * rows == 1 {
+            return (SINGLE_W, HEADER_H + SINGLE_H);
+        }
         (cols * PANEL_W, HEADER_H + rows * PANEL_H)
     }
 
     /// The figure as PNG bytes.
     pub fn png(&self) -> Result<Vec<u8>> {
-        register_font();
         let (w, h) = self.size();
         let mut rgb = vec![0u8; (w * h * 3) as usize];
         {
@@ -139,6 +148,8 @@ impl Figure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        // SVG needs the font too: plotters lays text out with it.
+        register_font();
         let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw the figure: {e}");
         root.fill(&WHITE).map_err(err)?;
         let (header, body) = root.split_vertically(HEADER_H);
@@ -205,16 +216,33 @@ impl Figure {
                         .map_err(err)?;
                 }
                 let clamp = |(x, y): (f64, f64)| (x, y.clamp(y_lo, y_hi));
-                chart
-                    .draw_series(LineSeries::new(
-                        c.points.iter().copied().map(clamp),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(&c.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+                let points = c.points.iter().copied().map(clamp);
+                let legend = move |(x, y): (i32, i32)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                };
+                if c.dashed {
+                    chart
+                        .draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2)))
+                        .map_err(err)?
+                        .label(&c.label)
+                        .legend(legend);
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                        .map_err(err)?
+                        .label(&c.label)
+                        .legend(legend);
+                }
+                if let [only] = c.points.as_slice() {
+                    // A single evaluation: a line of one point would not show.
+                    chart
+                        .draw_series(std::iter::once(Circle::new(
+                            clamp(*only),
+                            4,
+                            color.filled(),
+                        )))
+                        .map_err(err)?;
+                }
                 if c.stopped
                     && let Some(&last) = c.points.last()
                 {
@@ -254,7 +282,8 @@ fn format_tick(x: f64) -> String {
     }
 }
 
-/// A y range that shows `values` (percent) with a margin, on multiples of 5, within 0..100.
+/// A y range that shows `values` (percent) with a margin, within 0..100: on multiples of 5, or
+/// of 1 when the values span less than 10 points (so the last tenths of a percent show).
 pub fn percent_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .into_iter()
@@ -265,9 +294,66 @@ pub fn percent_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 100.0);
     }
-    let lo = ((lo - 1.0) / 5.0).floor() * 5.0;
-    let hi = ((hi + 1.0) / 5.0).ceil() * 5.0;
-    (lo.max(0.0), hi.min(100.0).max(lo.max(0.0) + 5.0))
+    let (step, margin) = if hi - lo < 10.0 {
+        (1.0, 0.2)
+    } else {
+        (5.0, 1.0)
+    };
+    let lo = (((lo - margin) / step).floor() * step).max(0.0);
+    let hi = (((hi + margin) / step).ceil() * step).min(100.0);
+    (lo, hi.max(lo + step))
+}
+
+/// Test accuracy (solid) against iterations for each run, and with `train` its training
+/// accuracy (dashed, same colour): the figure of `host-train plot` and of each run's
+/// `accuracy.svg`.
+pub fn accuracy_figure(title: &str, runs: &[(String, &[MetricsRow])], train: bool) -> Figure {
+    let mut curves = vec![];
+    for (i, (label, rows)) in runs.iter().enumerate() {
+        let last = rows.last().map_or(f64::NAN, |r| 100.0 * r.test_acc);
+        let series = |acc: fn(&MetricsRow) -> f64| {
+            rows.iter()
+                .map(|r| (r.iteration as f64, 100.0 * acc(r)))
+                .filter(|p| p.1.is_finite())
+                .collect::<Vec<_>>()
+        };
+        curves.push(Curve {
+            label: format!("{label}: test {last:.2}%"),
+            points: series(|r| r.test_acc),
+            band: None,
+            color: i,
+            stopped: false,
+            dashed: false,
+        });
+        if train {
+            curves.push(Curve {
+                label: format!("{label}: train"),
+                points: series(|r| r.train_acc),
+                band: None,
+                color: i,
+                stopped: false,
+                dashed: true,
+            });
+        }
+    }
+    let y_range = percent_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
+    Figure {
+        title: title.to_string(),
+        subtitle: if train {
+            "solid: test accuracy, dashed: training accuracy (mean since the previous evaluation)"
+                .into()
+        } else {
+            "test accuracy".into()
+        },
+        panels: vec![Panel {
+            title: String::new(),
+            curves,
+        }],
+        x_label: "iteration".into(),
+        y_label: "accuracy (%)".into(),
+        y_range,
+        legend: Legend::LowerRight,
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +378,7 @@ mod tests {
                             ]),
                             color: 0,
                             stopped: false,
+                            dashed: false,
                         },
                         Curve {
                             label: "lr 0.1 (diverged)".into(),
@@ -299,6 +386,7 @@ mod tests {
                             band: None,
                             color: 1,
                             stopped: true,
+                            dashed: false,
                         },
                     ],
                 })
@@ -343,8 +431,40 @@ mod tests {
     }
 
     #[test]
+    fn accuracy_figure_has_a_solid_and_a_dashed_curve_per_run() {
+        let row = |iteration, test_acc| MetricsRow {
+            iteration,
+            epoch: 0.0,
+            lr: 1e-3,
+            train_loss: 0.1,
+            train_acc: test_acc - 0.01,
+            test_acc,
+            images_per_s: 1000.0,
+        };
+        let a = [row(100, 0.9), row(200, 0.95)];
+        let b = [row(100, 0.8), row(200, 0.97)];
+        let f = accuracy_figure(
+            "runs <compared>",
+            &[("adam".into(), &a), ("sgd".into(), &b)],
+            true,
+        );
+        let c = &f.panels[0].curves;
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            (c[0].dashed, c[1].dashed, c[1].color, c[2].color),
+            (false, true, 0, 1)
+        );
+        assert_eq!(c[2].label, "sgd: test 97.00%");
+        assert_eq!(f.y_range, (75.0, 100.0));
+        let svg = f.svg().unwrap();
+        assert!(svg.contains("runs &lt;compared&gt;") && svg.contains("adam: train"));
+        assert!(f.png().is_ok());
+    }
+
+    #[test]
     fn ranges_and_ticks() {
-        assert_eq!(percent_range([97.2, 99.1]), (95.0, 100.0));
+        assert_eq!(percent_range([97.2, 99.1]), (97.0, 100.0));
+        assert_eq!(percent_range([91.0, 99.1]), (90.0, 100.0));
         assert_eq!(percent_range([11.0, 63.3]), (10.0, 65.0));
         assert_eq!(percent_range([f64::NAN]), (0.0, 100.0));
         assert_eq!(format_tick(2000.0), "2k");

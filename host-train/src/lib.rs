@@ -6,8 +6,9 @@
 //! - [`models`]: the built-in networks, one file each.
 //! - [`summary`]: shapes, parameters and MACs per layer, and the output-size rule.
 //! - [`train`]: the loop, metrics, checkpoints and resume; [`optim`]: optimizers and schedules.
-//! - [`kernels`]: fused CPU training kernels plugged into burn; [`plot`]: SVG accuracy plots.
-//! - [`compare`]: optimizer and learning-rate grids with their summary and [`figures`].
+//! - [`kernels`]: fused CPU training kernels plugged into burn.
+//! - [`compare`]: optimizer and learning-rate grids with their summary; [`figures`]: the
+//!   accuracy figures (PNG and SVG) of runs and grids.
 
 pub mod checkpoint;
 pub mod cli;
@@ -18,7 +19,6 @@ pub mod kernels;
 pub mod models;
 pub mod onnx;
 pub mod optim;
-pub mod plot;
 pub mod rng;
 pub mod summary;
 pub mod train;

@@ -695,17 +695,11 @@ fn run_loop(
 /// Writes `accuracy.svg`: test (and train) accuracy against iterations so far.
 fn write_plot(cfg: &TrainConfig, run_dir: &Path, metrics: &[MetricsRow]) -> Result<()> {
     let title = format!(
-        "{} on {}, {:?} lr {}",
+        "{} on {}, {} lr {}",
         cfg.model, cfg.dataset, cfg.optimizer, cfg.lr
     );
-    let svg = crate::plot::accuracy_svg(
-        &title,
-        &[crate::plot::Series {
-            label: cfg.model.to_string(),
-            rows: metrics,
-        }],
-        true,
-    );
+    let svg =
+        crate::figures::accuracy_figure(&title, &[(cfg.model.to_string(), metrics)], true).svg()?;
     checkpoint::write_atomic(&run_dir.join("accuracy.svg"), svg.as_bytes())
 }
 
