@@ -14,6 +14,8 @@
 #[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
+#[cfg(any(test, feature = "std"))]
+pub mod engine;
 #[cfg(feature = "hal")]
 pub mod hal;
 pub mod kernels;
