@@ -803,6 +803,7 @@ pub fn write_outputs(grid: &Grid, results: &[CellResult], out: &Path) -> Result<
             .optimizers
             .iter()
             .map(|&o| Panel {
+                y_range: None,
                 title: optimizer_title(o),
                 curves: settings
                     .iter()
@@ -829,7 +830,6 @@ pub fn write_outputs(grid: &Grid, results: &[CellResult], out: &Path) -> Result<
 
     // A panel per model: every optimizer at its best rate.
     let mut panels = vec![];
-    let mut shown = vec![];
     for &model in &grid.models {
         let best = best_per_optimizer(grid, &settings, model);
         let curves: Vec<Curve> = best
@@ -846,14 +846,20 @@ pub fn write_outputs(grid: &Grid, results: &[CellResult], out: &Path) -> Result<
                 )
             })
             .collect();
-        // Zoom on the second half of the curves that learned.
+        // Each model's panel zooms on the second half of its curves that learned (the start
+        // of a curve may leave the chart at the bottom).
+        let mut shown = vec![];
         for c in curves.iter().filter(|c| !c.stopped) {
             let half = c.points.last().map_or(0.0, |p| p.0) / 2.0;
             shown.extend(c.points.iter().filter(|p| p.0 >= half).map(|p| p.1));
         }
+        // Room below the curves for the legend (lower right): 40% more span.
+        let (lo, hi) = percent_range(shown.iter().copied());
+        shown.push(lo - 0.4 * (hi - lo));
         panels.push(Panel {
             title: model.to_string(),
             curves,
+            y_range: Some(percent_range(shown)),
         });
     }
     let fig = Figure {
@@ -865,7 +871,7 @@ pub fn write_outputs(grid: &Grid, results: &[CellResult], out: &Path) -> Result<
         panels,
         x_label: "iteration".into(),
         y_label: "test accuracy (%)".into(),
-        y_range: percent_range(shown),
+        y_range: (0.0, 100.0),
         legend: Legend::LowerRight,
     };
     put("best.png".into(), &fig.png()?)?;

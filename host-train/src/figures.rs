@@ -37,6 +37,8 @@ pub struct Panel {
     pub title: String,
     /// Its lines.
     pub curves: Vec<Curve>,
+    /// Its own y range, instead of the figure's.
+    pub y_range: Option<(f64, f64)>,
 }
 
 /// A figure: a title over a grid of panels sharing axis labels and y range.
@@ -180,8 +182,8 @@ impl Figure {
             .flat_map(|p| &p.curves)
             .flat_map(|c| c.points.iter().map(|p| p.0))
             .fold(1.0f64, f64::max);
-        let (y_lo, y_hi) = self.y_range;
         for (panel, area) in self.panels.iter().zip(areas) {
+            let (y_lo, y_hi) = panel.y_range.unwrap_or(self.y_range);
             let mut chart = ChartBuilder::on(&area)
                 .caption(&panel.title, ("sans-serif", 16))
                 .margin(10)
@@ -206,8 +208,9 @@ impl Figure {
             for c in &panel.curves {
                 let color = PALETTE[c.color % PALETTE.len()];
                 if let Some(band) = &c.band {
-                    let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).collect();
-                    poly.extend(band.iter().rev().map(|b| (b.0, b.1)));
+                    let y = |v: f64| v.clamp(y_lo, y_hi);
+                    let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, y(b.2))).collect();
+                    poly.extend(band.iter().rev().map(|b| (b.0, y(b.1))));
                     chart
                         .draw_series(std::iter::once(Polygon::new(
                             poly,
@@ -216,42 +219,40 @@ impl Figure {
                         .map_err(err)?;
                 }
                 let clamp = |(x, y): (f64, f64)| (x, y.clamp(y_lo, y_hi));
-                let points = c.points.iter().copied().map(clamp);
-                let legend = move |(x, y): (i32, i32)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                };
-                if c.dashed {
-                    chart
-                        .draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2)))
-                        .map_err(err)?
-                        .label(&c.label)
-                        .legend(legend);
-                } else {
-                    chart
-                        .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                        .map_err(err)?
-                        .label(&c.label)
-                        .legend(legend);
+                let inside = |p: &(f64, f64)| (y_lo..=y_hi).contains(&p.1);
+                let style = color.stroke_width(2);
+                for piece in clip(&c.points, y_lo, y_hi) {
+                    if c.dashed {
+                        chart
+                            .draw_series(DashedLineSeries::new(piece, 6, 4, style))
+                            .map_err(err)?;
+                    } else {
+                        chart
+                            .draw_series(LineSeries::new(piece, style))
+                            .map_err(err)?;
+                    }
                 }
-                if let [only] = c.points.as_slice() {
+                // The legend entry, drawn once however many pieces the clipping made.
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+                    .map_err(err)?
+                    .label(&c.label)
+                    .legend(move |(x, y): (i32, i32)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], style)
+                    });
+                if let [only] = c.points.as_slice()
+                    && inside(only)
+                {
                     // A single evaluation: a line of one point would not show.
                     chart
-                        .draw_series(std::iter::once(Circle::new(
-                            clamp(*only),
-                            4,
-                            color.filled(),
-                        )))
+                        .draw_series(std::iter::once(Circle::new(*only, 4, color.filled())))
                         .map_err(err)?;
                 }
                 if c.stopped
                     && let Some(&last) = c.points.last()
                 {
                     chart
-                        .draw_series(std::iter::once(Cross::new(
-                            clamp(last),
-                            6,
-                            color.stroke_width(2),
-                        )))
+                        .draw_series(std::iter::once(Cross::new(clamp(last), 6, style)))
                         .map_err(err)?;
                 }
             }
@@ -269,6 +270,51 @@ impl Figure {
         }
         Ok(())
     }
+}
+
+/// The parts of a polyline inside `lo..=hi` in y: a segment that crosses a bound ends (or
+/// starts) where it crosses it, so a curve leaves a zoomed chart at its edge instead of being
+/// flattened along it.
+fn clip(points: &[(f64, f64)], lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
+    let inside = |y: f64| (lo..=hi).contains(&y);
+    // Where the segment a-b crosses y = bound.
+    let cross = |a: (f64, f64), b: (f64, f64), bound: f64| {
+        let t = (bound - a.1) / (b.1 - a.1);
+        (a.0 + t * (b.0 - a.0), bound)
+    };
+    let mut pieces: Vec<Vec<(f64, f64)>> = vec![];
+    let mut cur: Vec<(f64, f64)> = vec![];
+    for (i, &p) in points.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| points[j]);
+        match (prev, inside(p.1)) {
+            (_, true) if !cur.is_empty() => cur.push(p),
+            (Some(q), true) if !inside(q.1) => {
+                // Entering: from the bound it crossed.
+                let bound = if q.1 < lo { lo } else { hi };
+                let entry = cross(q, p, bound);
+                if entry != p {
+                    cur.push(entry);
+                }
+                cur.push(p);
+            }
+            (_, true) => cur.push(p),
+            (Some(q), false) if inside(q.1) => {
+                let bound = if p.1 < lo { lo } else { hi };
+                cur.push(cross(q, p, bound));
+                pieces.push(std::mem::take(&mut cur));
+            }
+            (Some(q), false) if (q.1 < lo && p.1 > hi) || (q.1 > hi && p.1 < lo) => {
+                // Straight through the chart.
+                let (b0, b1) = if q.1 < lo { (lo, hi) } else { (hi, lo) };
+                pieces.push(vec![cross(q, p, b0), cross(q, p, b1)]);
+            }
+            _ => {}
+        }
+    }
+    if !cur.is_empty() {
+        pieces.push(cur);
+    }
+    pieces
 }
 
 /// Axis tick text: integers without a fraction, thousands as `k`.
@@ -348,6 +394,7 @@ pub fn accuracy_figure(title: &str, runs: &[(String, &[MetricsRow])], train: boo
         panels: vec![Panel {
             title: String::new(),
             curves,
+            y_range: None,
         }],
         x_label: "iteration".into(),
         y_label: "accuracy (%)".into(),
@@ -366,6 +413,7 @@ mod tests {
             subtitle: "batch 64".into(),
             panels: (0..panels)
                 .map(|p| Panel {
+                    y_range: None,
                     title: format!("panel {p}"),
                     curves: vec![
                         Curve {
@@ -459,6 +507,30 @@ mod tests {
         let svg = f.svg().unwrap();
         assert!(svg.contains("runs &lt;compared&gt;") && svg.contains("adam: train"));
         assert!(f.png().is_ok());
+    }
+
+    #[test]
+    fn clipping_cuts_curves_at_the_bounds() {
+        let pts = [(0.0, 10.0), (10.0, 90.0), (20.0, 96.0), (30.0, 99.0)];
+        assert_eq!(
+            clip(&pts, 90.0, 100.0),
+            [vec![(10.0, 90.0), (20.0, 96.0), (30.0, 99.0)]]
+        );
+        let pts = [(0.0, 80.0), (10.0, 100.0)];
+        assert_eq!(clip(&pts, 90.0, 100.0), [vec![(5.0, 90.0), (10.0, 100.0)]]);
+        let pts = [(0.0, 95.0), (10.0, 85.0), (20.0, 95.0)];
+        assert_eq!(
+            clip(&pts, 90.0, 100.0),
+            [
+                vec![(0.0, 95.0), (5.0, 90.0)],
+                vec![(15.0, 90.0), (20.0, 95.0)]
+            ]
+        );
+        assert_eq!(
+            clip(&[(0.0, 0.0), (10.0, 200.0)], 50.0, 100.0),
+            [vec![(2.5, 50.0), (5.0, 100.0)]]
+        );
+        assert!(clip(&[(0.0, 1.0), (1.0, 2.0)], 50.0, 100.0).is_empty());
     }
 
     #[test]
