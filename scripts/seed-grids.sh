@@ -5,8 +5,9 @@
 # to docs/figures/grid-<name>/.
 # Usage (from the repository root):
 #   bash scripts/seed-grids.sh [--data-dir DIR] [--runs DIR] [--threads N] [NAME ...]
-# NAMEs: mnist cifar10 flowers mnist-seeds (default: all). On the 2-core machine here: mnist
-# 6 min, cifar10 12 min, flowers about 50 min, mnist-seeds 4 min.
+# NAMEs: mnist cifar10 flowers mnist-seeds (default: all). Measured on the 2-core machine here,
+# with other work sharing the cores (sum of the cells' wall times): mnist 11 min, cifar10 9 min,
+# flowers 43 min, mnist-seeds 2 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
