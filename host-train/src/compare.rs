@@ -333,7 +333,6 @@ pub struct CompareReport {
 pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Result<CompareReport> {
     grid.check()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_atomic(&out.join("grid.toml"), grid.to_toml().as_bytes())?;
     let cells = grid.cells();
     let n_train = data.train.len();
 
@@ -373,6 +372,7 @@ pub fn run(grid: &Grid, data: &Splits, out: &Path, opts: &CompareOptions) -> Res
         }
     }
     let skipped = cells.len() - todo.len();
+    write_atomic(&out.join("grid.toml"), grid.to_toml().as_bytes())?;
 
     let multi = MultiProgress::with_draw_target(if opts.progress {
         ProgressDrawTarget::stderr()

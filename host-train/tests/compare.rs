@@ -161,6 +161,8 @@ fn a_tiny_grid_trains_every_cell_writes_its_figures_and_skips_on_the_second_call
         err.contains("another config") && err.contains("iterations"),
         "{err}"
     );
+    let kept = Grid::read(&out.path().join("grid.toml")).unwrap();
+    assert_eq!(kept, grid, "a refused grid leaves grid.toml as it was");
 }
 
 #[test]
