@@ -1,0 +1,244 @@
+//! MNIST-style preprocessing for people's images of digits, as the MNIST digits were made
+//! (LeCun et al.): grey; inverted when the background is light (MNIST is white ink on black);
+//! the background level subtracted and the contrast stretched; cropped to the ink's bounding
+//! box; scaled to fit 20x20 keeping the aspect ratio (antialiased); placed in 28x28 so that its
+//! centre of mass is the image centre. Without it a photographed or scanned digit (dark ink on
+//! light paper, anywhere in a large frame) is usually misclassified.
+
+use anyhow::{Context, Result, bail};
+use image::{GrayImage, Luma};
+
+/// Side of the output image.
+pub const SIDE: u32 = 28;
+/// Side of the box the digit is scaled into.
+pub const BOX: u32 = 20;
+
+/// Decodes a PNG, JPEG or PGM (P2 / P5) file's bytes into grey pixels.
+pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
+    if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
+        return decode_pgm(bytes);
+    }
+    let img = image::load_from_memory(bytes)
+        .context("not a PNG, JPEG or PGM image (or a damaged one)")?;
+    Ok(img.to_luma8())
+}
+
+/// A PGM image: `P5` (binary) or `P2` (ASCII), maxval up to 65535 (scaled to 8 bits).
+fn decode_pgm(bytes: &[u8]) -> Result<GrayImage> {
+    // Header tokens: magic, width, height, maxval; `#` starts a comment to the end of line.
+    let mut pos = 0;
+    let mut tokens = Vec::new();
+    while tokens.len() < 4 {
+        while pos < bytes.len() && (bytes[pos].is_ascii_whitespace() || bytes[pos] == b'#') {
+            if bytes[pos] == b'#' {
+                while pos < bytes.len() && bytes[pos] != b'\n' {
+                    pos += 1;
+                }
+            } else {
+                pos += 1;
+            }
+        }
+        let start = pos;
+        while pos < bytes.len() && !bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if start == pos {
+            bail!("truncated PGM header");
+        }
+        tokens.push(std::str::from_utf8(&bytes[start..pos]).unwrap_or("?"));
+    }
+    let num = |i: usize, what: &str| -> Result<u32> {
+        tokens[i]
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v > 0)
+            .with_context(|| format!("PGM {what} is not a positive number: {:?}", tokens[i]))
+    };
+    let (w, h, max) = (num(1, "width")?, num(2, "height")?, num(3, "maxval")?);
+    if max > 65535 || w > 16384 || h > 16384 {
+        bail!("PGM of {w}x{h}, maxval {max}: too large");
+    }
+    let n = (w * h) as usize;
+    let scale = |v: u32| ((v.min(max) * 255 + max / 2) / max) as u8;
+    let pixels: Vec<u8> = if tokens[0] == "P5" {
+        let data = &bytes[(pos + 1).min(bytes.len())..];
+        let per = if max > 255 { 2 } else { 1 };
+        if data.len() < n * per {
+            bail!(
+                "truncated PGM: {} pixel bytes, {w}x{h} needs {}",
+                data.len(),
+                n * per
+            );
+        }
+        (0..n)
+            .map(|i| {
+                let v = if per == 2 {
+                    u16::from_be_bytes([data[2 * i], data[2 * i + 1]]) as u32
+                } else {
+                    data[i] as u32
+                };
+                scale(v)
+            })
+            .collect()
+    } else {
+        let text = std::str::from_utf8(&bytes[pos..]).context("P2 PGM is not text")?;
+        let vals: Vec<u32> = text
+            .split_ascii_whitespace()
+            .take(n)
+            .map(|t| t.parse::<u32>())
+            .collect::<Result<_, _>>()
+            .context("P2 PGM has a pixel that is not a number")?;
+        if vals.len() < n {
+            bail!("truncated PGM: {} pixels, {w}x{h} needs {n}", vals.len());
+        }
+        vals.into_iter().map(scale).collect()
+    };
+    GrayImage::from_raw(w, h, pixels).context("PGM size")
+}
+
+/// What [`mnist_style`] did, for a `--verbose` report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The 28x28 pixels, row-major, white ink on black.
+    pub pixels: Vec<u8>,
+    /// Whether the image was inverted (its background was light).
+    pub inverted: bool,
+    /// The ink's bounding box in the input: x, y, width, height.
+    pub bbox: (u32, u32, u32, u32),
+}
+
+/// Turns a grey image of one digit (any size, either polarity) into an MNIST-style 28x28
+/// image. An image with no ink (flat) is an error.
+pub fn mnist_style(img: &GrayImage) -> Result<Prepared> {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        bail!("empty image");
+    }
+    // Background: the median of the border pixels; light background -> dark ink: invert.
+    let mut border: Vec<u8> = (0..w)
+        .flat_map(|x| [img.get_pixel(x, 0)[0], img.get_pixel(x, h - 1)[0]])
+        .chain((0..h).flat_map(|y| [img.get_pixel(0, y)[0], img.get_pixel(w - 1, y)[0]]))
+        .collect();
+    border.sort_unstable();
+    let background = border[border.len() / 2];
+    let inverted = background > 127;
+    let ink = |p: u8| -> f32 {
+        let v = if inverted { 255 - p } else { p } as f32;
+        let bg = if inverted {
+            255 - background
+        } else {
+            background
+        } as f32;
+        (v - bg).max(0.0)
+    };
+    let peak = img.pixels().map(|p| ink(p[0])).fold(0.0f32, f32::max);
+    if peak < 32.0 {
+        bail!("no digit found: the image is flat (contrast {peak:.0} of 255)");
+    }
+    // Ink: more than a fifth of the peak (paper texture and JPEG noise stay out of the box).
+    let threshold = 0.2 * peak;
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        if ink(p[0]) > threshold {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+    // Stretched ink, cropped: 0 background, 255 the strongest ink.
+    let crop = GrayImage::from_fn(bw, bh, |x, y| {
+        let v = ink(img.get_pixel(x0 + x, y0 + y)[0]) / peak * 255.0;
+        Luma([v.round().clamp(0.0, 255.0) as u8])
+    });
+    // Into 20x20, keeping the aspect ratio.
+    let s = BOX as f32 / bw.max(bh) as f32;
+    let (sw, sh) = (
+        ((bw as f32 * s).round() as u32).clamp(1, BOX),
+        ((bh as f32 * s).round() as u32).clamp(1, BOX),
+    );
+    let scaled = image::imageops::resize(&crop, sw, sh, image::imageops::FilterType::CatmullRom);
+    // Centre of mass of the scaled digit, placed at the centre of 28x28.
+    let (mut m, mut mx, mut my) = (0f64, 0f64, 0f64);
+    for (x, y, p) in scaled.enumerate_pixels() {
+        let v = p[0] as f64;
+        m += v;
+        mx += v * (x as f64 + 0.5);
+        my += v * (y as f64 + 0.5);
+    }
+    let (cx, cy) = if m > 0.0 {
+        (mx / m, my / m)
+    } else {
+        (sw as f64 / 2.0, sh as f64 / 2.0)
+    };
+    let half = SIDE as f64 / 2.0;
+    let (ox, oy) = ((half - cx).round() as i64, (half - cy).round() as i64);
+    let mut pixels = vec![0u8; (SIDE * SIDE) as usize];
+    for (x, y, p) in scaled.enumerate_pixels() {
+        let (tx, ty) = (x as i64 + ox, y as i64 + oy);
+        if (0..SIDE as i64).contains(&tx) && (0..SIDE as i64).contains(&ty) {
+            pixels[(ty * SIDE as i64 + tx) as usize] = p[0];
+        }
+    }
+    Ok(Prepared {
+        pixels,
+        inverted,
+        bbox: (x0, y0, bw, bh),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgm_both_flavours_and_bad_headers() {
+        let p5 = [
+            b"P5\n# a comment\n3 2\n255\n".as_slice(),
+            &[0, 128, 255, 1, 2, 3],
+        ]
+        .concat();
+        let img = decode(&p5).unwrap();
+        assert_eq!(img.dimensions(), (3, 2));
+        assert_eq!(img.as_raw(), &[0, 128, 255, 1, 2, 3]);
+        let p2 = b"P2 2 2 15\n0 15\n 7 8\n";
+        assert_eq!(decode(p2).unwrap().as_raw(), &[0, 255, 119, 136]);
+        let e = decode(b"P5 3 2 255\n\x00\x01").unwrap_err().to_string();
+        assert!(e.contains("truncated PGM"), "{e}");
+        let e = decode(b"P5 0 2 255\n").unwrap_err().to_string();
+        assert!(e.contains("width"), "{e}");
+        let e = format!("{:#}", decode(b"GIF89a....").unwrap_err());
+        assert!(e.contains("not a PNG, JPEG or PGM"), "{e}");
+    }
+
+    #[test]
+    fn a_dark_stroke_on_paper_becomes_a_centred_white_digit() {
+        // A 3-pixel-wide vertical bar, dark on light grey, off-centre in a 100x60 frame.
+        let img = GrayImage::from_fn(100, 60, |x, y| {
+            if (70..73).contains(&x) && (10..50).contains(&y) {
+                Luma([30])
+            } else {
+                Luma([220])
+            }
+        });
+        let p = mnist_style(&img).unwrap();
+        assert!(p.inverted);
+        assert_eq!(p.bbox, (70, 10, 3, 40));
+        // 40 rows -> 20; centred: rows 4..24, columns around 14.
+        let rows: Vec<u32> = (0..SIDE)
+            .filter(|&y| (0..SIDE).any(|x| p.pixels[(y * SIDE + x) as usize] > 128))
+            .collect();
+        assert_eq!((rows[0], *rows.last().unwrap()), (4, 23));
+        let cols: Vec<u32> = (0..SIDE)
+            .filter(|&x| (0..SIDE).any(|y| p.pixels[(y * SIDE + x) as usize] > 128))
+            .collect();
+        assert!(cols.iter().all(|c| (13..=14).contains(c)), "{cols:?}");
+        assert_eq!(p.pixels.iter().copied().max(), Some(255));
+    }
+
+    #[test]
+    fn a_flat_image_has_no_digit() {
+        let e = mnist_style(&GrayImage::from_pixel(40, 40, Luma([200])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no digit found"), "{e}");
+    }
+}
