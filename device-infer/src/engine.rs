@@ -30,6 +30,7 @@ use std::vec::Vec;
 
 use crate::Model;
 use crate::model::{Error, argmax};
+use crate::writer::AlignedBytes;
 
 /// What a classification returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,11 +126,9 @@ pub trait Classify {
     fn classify(&mut self, pixels: &[u8]) -> Result<Classification, EngineError>;
 }
 
-/// A device model file read into 4-byte aligned memory, which [`Int8`] borrows.
-pub struct ModelFile {
-    words: Vec<u32>,
-    len: usize,
-}
+/// A device model file read into 4-byte aligned memory ([`AlignedBytes`]), which [`Int8`]
+/// borrows.
+pub struct ModelFile(AlignedBytes);
 
 impl ModelFile {
     /// Reads a device model (`.lnq8`) file; it is validated by [`Int8::new`].
@@ -140,17 +139,12 @@ impl ModelFile {
 
     /// Copies `bytes` into aligned memory.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut words = std::vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        ModelFile {
-            words,
-            len: bytes.len(),
-        }
+        ModelFile(AlignedBytes::new(bytes))
     }
 
     /// The file's bytes (4-byte aligned).
     pub fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len]
+        self.0.as_bytes()
     }
 }
 
