@@ -10,18 +10,23 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
-# The device runtime is also built for two Cortex-M targets (M4F and M0).
-for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+# The device runtime is also built for two Cortex-M targets (M4F and M0); the edge-box
+# classifier for a Linux AArch64 board (static, musl, linked by rust-lld: no cross C toolchain).
+for t in thumbv7em-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-musl; do
   rustup target list --installed 2>/dev/null | grep -q "^$t\$" || rustup target add "$t"
 done
-# QEMU runs the firmware for the Cortex-M tests and `export deploy` (Debian's 7.2 is known good).
-if ! command -v qemu-system-arm >/dev/null; then
+# QEMU runs the firmware for the Cortex-M tests and `export deploy` (Debian's 7.2 is known good);
+# qemu-user runs the AArch64 classifier (`export deploy --board linux-aarch64`).
+need=()
+command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "qemu-system-arm not found: install it (apt-get install qemu-system-arm) and run this again" >&2
+    echo "${need[*]} not found: install (apt-get install ${need[*]}) and run this again" >&2
     exit 1
   fi
 fi

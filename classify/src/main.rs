@@ -2,20 +2,21 @@
 //! or raw frames from stdin, on the int8 engine or tract.
 
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use device_infer::engine::{Classify, Int8, ModelFile, Tract};
+use device_infer::engine::{Classify, Int8, ModelFile, Scores};
 
 /// Classify handwritten digits with a LeNet model.
 #[derive(Parser, Debug)]
 #[command(name = "lenet-classify", version, about)]
 struct Args {
     /// The model: a device model (`.lnq8`) for `--engine int8`, an ONNX file for the others.
+    /// Optional in a build with the model embedded (`export deploy --board linux-*`).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// int8: device-infer's kernels (bit-exact with the microcontroller); tract: a float ONNX;
     /// tract-int8: the int8 ONNX of `export quantize --onnx-out`.
     #[arg(long, value_enum, default_value_t = EngineKind::Int8)]
@@ -53,15 +54,53 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The device model compiled in by the `embedded-model` feature.
+#[cfg(feature = "embedded-model")]
+const EMBEDDED_MODEL: Option<&[u8]> = Some(include_bytes!(env!("LENET_CLASSIFY_MODEL")));
+#[cfg(not(feature = "embedded-model"))]
+const EMBEDDED_MODEL: Option<&[u8]> = None;
+
+#[cfg(feature = "tract")]
+fn tract_engine(model: Option<&Path>) -> Result<Box<dyn Classify>> {
+    let path = model.context("--engine tract and tract-int8 need --model FILE.onnx")?;
+    Ok(Box::new(device_infer::engine::Tract::load(path)?))
+}
+
+#[cfg(not(feature = "tract"))]
+fn tract_engine(_: Option<&Path>) -> Result<Box<dyn Classify>> {
+    bail!("this lenet-classify was built without tract (cargo feature `tract`): use --engine int8")
+}
+
+/// Bracket one classification for instruction counting: the qemu-insncount plugin's `start=`
+/// and `stop=` addresses (`export deploy --board linux-*`). Never inlined, so they stay calls
+/// with addresses of their own; they cost a few instructions.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lenet_classify_begin() {
+    std::hint::black_box(0u8);
+}
+
+/// See [`lenet_classify_begin`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lenet_classify_end() {
+    std::hint::black_box(1u8);
+}
+
 fn run() -> Result<()> {
     let a = Args::parse();
     let file;
     let mut engine: Box<dyn Classify> = match a.engine {
         EngineKind::Int8 => {
-            file = ModelFile::read(&a.model)?;
-            Box::new(Int8::new(&file).with_context(|| format!("{}", a.model.display()))?)
+            let name;
+            (file, name) = match (&a.model, EMBEDDED_MODEL) {
+                (Some(path), _) => (ModelFile::read(path)?, path.display().to_string()),
+                (None, Some(bytes)) => (ModelFile::from_bytes(bytes), "the embedded model".into()),
+                (None, None) => bail!("--model FILE is needed (this build embeds no model)"),
+            };
+            Box::new(Int8::new(&file).with_context(|| name)?)
         }
-        EngineKind::Tract | EngineKind::TractInt8 => Box::new(Tract::load(&a.model)?),
+        EngineKind::Tract | EngineKind::TractInt8 => tract_engine(a.model.as_deref())?,
     };
     let shape = engine.input_shape();
     if shape[0] != 1 {
@@ -124,13 +163,19 @@ fn run() -> Result<()> {
             vec![(input.display().to_string(), pixels)]
         };
         for (name, pixels) in frames {
-            let out = engine.classify(&pixels)?;
+            lenet_classify_begin();
+            let out = engine.classify(&pixels);
+            lenet_classify_end();
+            let out = out?;
             let scores = out.scores.values();
             if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"input": name, "class": out.class, "scores": scores})
-                );
+                let mut j =
+                    serde_json::json!({"input": name, "class": out.class, "scores": scores});
+                if let Scores::Int8 { codes, zero_point } = &out.scores {
+                    j["codes"] = serde_json::json!(codes);
+                    j["zero_point"] = serde_json::json!(zero_point);
+                }
+                println!("{j}");
             } else {
                 let s: Vec<String> = scores.iter().map(|v| format!("{v:.3}")).collect();
                 println!("{name}: {}  scores [{}]", out.class, s.join(", "));

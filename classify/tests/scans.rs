@@ -107,6 +107,15 @@ fn the_binary_reads_png_pgm_and_stdin_frames() {
     assert_eq!(lines[0]["class"], 7, "{stdout}");
     assert_eq!(lines[1]["class"], 2, "{stdout}");
     assert_eq!(lines[0]["scores"].as_array().unwrap().len(), 10);
+    // The int8 engine also prints its raw codes: score = code - zero point.
+    let (codes, zp) = (
+        lines[0]["codes"].as_array().unwrap(),
+        lines[0]["zero_point"].as_i64().unwrap(),
+    );
+    assert_eq!(codes.len(), 10);
+    for (c, v) in codes.iter().zip(lines[0]["scores"].as_array().unwrap()) {
+        assert_eq!((c.as_i64().unwrap() - zp) as f64, v.as_f64().unwrap());
+    }
 
     // Raw frames on stdin, through tract on the float ONNX, with a benchmark.
     let mut child = Command::new(bin)
@@ -150,6 +159,15 @@ fn the_binary_reads_png_pgm_and_stdin_frames() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("not a whole number of 784-byte frames"),
+        "{err}"
+    );
+    let out = Command::new(bin)
+        .args(["--engine", "tract", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("need --model FILE.onnx"),
         "{err}"
     );
     let junk = tmp.path().join("junk.png");

@@ -4,9 +4,9 @@
 //!
 //! Instruction counts: QEMU has no cycle model, but with `-icount shift=0` every instruction
 //! takes 1 ns of virtual time, so the firmware's SysTick deltas (core clock) are instruction
-//! counts to within one tick (40 instructions on mps2-an386, 62.5 on the micro:bit). With the
-//! qemu-insncount plugin (`--plugin`, see `../shared/tools/qemu-insncount`) the first digit's
-//! inference is also counted exactly.
+//! counts to within one tick (40 instructions on mps2-an386, 62.5 on the micro:bit). With an
+//! instruction-count plugin (`Config::plugin`; the CLI builds the workspace's
+//! `tools/qemu-insncount` by default) the first digit's inference is also counted exactly.
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -53,7 +53,11 @@ pub fn find_board(name: &str) -> Result<Board> {
         .copied()
         .find(|b| b.name == name)
         .with_context(|| {
-            let names: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
+            let names: Vec<_> = BOARDS
+                .iter()
+                .map(|b| b.name)
+                .chain(crate::edge::LINUX_BOARDS.iter().map(|b| b.name))
+                .collect();
             format!("unknown board {name:?} (known: {})", names.join(", "))
         })
 }
@@ -369,7 +373,7 @@ pub fn build_firmware(cfg: &Config, work: &Path) -> Result<PathBuf> {
 }
 
 /// The addresses of global function symbols (Thumb bit cleared), in the order asked.
-fn symbol_addresses<const N: usize>(elf: &Path, names: [&str; N]) -> Result<[u64; N]> {
+pub fn symbol_addresses<const N: usize>(elf: &Path, names: [&str; N]) -> Result<[u64; N]> {
     use object::{Object, ObjectSymbol};
     let bytes = std::fs::read(elf)?;
     let file = object::File::parse(&*bytes)?;
@@ -382,6 +386,64 @@ fn symbol_addresses<const N: usize>(elf: &Path, names: [&str; N]) -> Result<[u64
             .with_context(|| format!("{}: no symbol {name}", elf.display()))?;
     }
     Ok(out)
+}
+
+/// Runs `cmd` with `input` on its stdin and returns its exit status and its stdout followed by
+/// its stderr; kills it after `timeout` (an error naming `what`). A command that cannot start is
+/// an `std::io::Error` in the chain.
+pub fn run_captured(
+    mut cmd: Command,
+    input: &[u8],
+    timeout: Duration,
+    what: &str,
+) -> Result<(std::process::ExitStatus, String)> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("child stdin")?;
+    let input = input.to_vec();
+    // A child that exits early closes its stdin: the write error is not ours to report.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().context("child stdout")?;
+    let mut stderr = child.stderr.take().context("child stderr")?;
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} ran longer than {timeout:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = writer.join();
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    Ok((
+        status,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        ),
+    ))
 }
 
 /// Runs the firmware under QEMU and parses its report; fails on a non-zero exit or timeout.
@@ -400,48 +462,18 @@ pub fn run_qemu(cfg: &Config, elf: &Path) -> Result<FirmwareRun> {
             ))
             .args(["-d", "plugin"]);
     }
-    cmd.arg("-kernel")
-        .arg(elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot run {} (install it: `apt-get install qemu-system-arm`, or run scripts/setup.sh)",
-            cfg.qemu.display()
-        )
+    cmd.arg("-kernel").arg(elf);
+    let what = format!("{} on {}", cfg.qemu.display(), cfg.board.name);
+    let (status, text) = run_captured(cmd, &[], cfg.timeout, &what).map_err(|e| {
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            anyhow::anyhow!(
+                "cannot run {} (install it: `apt-get install qemu-system-arm`, or run scripts/setup.sh): {e}",
+                cfg.qemu.display()
+            )
+        } else {
+            e
+        }
     })?;
-    let mut stdout = child.stdout.take().context("qemu stdout")?;
-    let mut stderr = child.stderr.take().context("qemu stderr")?;
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > cfg.timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "QEMU ran longer than {:?} on {}: the firmware hangs",
-                cfg.timeout,
-                cfg.board.name
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
-    let text = format!("{out}{err}");
     if !status.success() {
         bail!(
             "the firmware exited with {status} on {}; its output:\n{text}",

@@ -9,9 +9,11 @@
 //!   into the device format (`device_infer::writer`).
 //! - [`golden`]: golden sets: generate the expected outputs, verify any target against them.
 //! - [`deploy`]: the firmware under QEMU: bit-exactness, instruction counts, flash and RAM.
+//! - [`edge`]: the classifier built for a Linux ARM board, run under QEMU user mode: the same.
 
 pub mod check;
 pub mod deploy;
+pub mod edge;
 pub mod float;
 pub mod golden;
 pub mod graph;

@@ -77,7 +77,8 @@ enum Command {
         /// The device model (`.lnq8`).
         #[arg(long)]
         model: PathBuf,
-        /// mps2-an386 (Cortex-M4F) or microbit (Cortex-M0).
+        /// mps2-an386 (Cortex-M4F), microbit (Cortex-M0), or linux-aarch64 (the edge box:
+        /// `lenet-classify` built statically with the model embedded, run under qemu-aarch64).
         #[arg(long)]
         board: String,
         /// MNIST test digits to embed (the first N).
@@ -86,11 +87,12 @@ enum Command {
         /// Folder holding MNIST (or a data root), as for host-train.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The QEMU binary.
-        #[arg(long, default_value = "qemu-system-arm")]
-        qemu: PathBuf,
-        /// The qemu-insncount plugin (`../shared/tools/qemu-insncount`) for an exact count of
-        /// one inference (default: `$LENET_INSNCOUNT_PLUGIN`).
+        /// The QEMU binary (default: qemu-system-arm for the microcontrollers, qemu-aarch64
+        /// for linux-aarch64).
+        #[arg(long)]
+        qemu: Option<PathBuf>,
+        /// A QEMU instruction-count plugin for exact counts (default: `$LENET_INSNCOUNT_PLUGIN`,
+        /// else the workspace's `tools/qemu-insncount`, built on first use).
         #[arg(long)]
         plugin: Option<PathBuf>,
         /// The firmware crate (default: the one in this repository).
@@ -171,25 +173,51 @@ fn run() -> Result<bool> {
             firmware,
             selftest,
         } => {
-            use export::deploy;
-            use host_train::data::{self, DatasetKind};
-            let board = deploy::find_board(&board)?;
-            let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
-            let test = DatasetKind::Mnist.load(&found.dir)?.test;
-            let digits = (0..digits.min(test.len()))
-                .map(|i| deploy::Digit {
-                    label: test.labels[i],
-                    pixels: test.image(i).to_vec(),
-                })
-                .collect();
-            let mut cfg = deploy::Config::new(model, board, digits);
-            cfg.qemu = qemu;
-            cfg.selftest = selftest;
-            cfg.plugin =
+            use export::{deploy, edge};
+            let plugin =
                 plugin.or_else(|| std::env::var_os("LENET_INSNCOUNT_PLUGIN").map(PathBuf::from));
+            if let Some(board) = edge::find_board(&board) {
+                anyhow::ensure!(
+                    !selftest && firmware.is_none(),
+                    "--selftest and --firmware are for the microcontroller boards, not {}",
+                    board.name
+                );
+                let digits = mnist_test_digits(data_dir.as_deref(), digits)?;
+                let mut cfg = edge::Config::new(model, board, digits);
+                if let Some(q) = qemu {
+                    cfg.qemu = q;
+                }
+                cfg.plugin = plugin;
+                let report = edge::deploy(&cfg)?;
+                print!("{}", report.text());
+                if !report.bit_exact() {
+                    println!("MISMATCH between board and host:");
+                    print!("{}", edge::mismatches(&report, 5));
+                }
+                return Ok(report.bit_exact());
+            }
+            let board = deploy::find_board(&board)?;
+            let digits = mnist_test_digits(data_dir.as_deref(), digits)?;
+            let mut cfg = deploy::Config::new(model, board, digits);
+            if let Some(q) = qemu {
+                cfg.qemu = q;
+            }
+            cfg.selftest = selftest;
             if let Some(f) = firmware {
                 cfg.firmware_dir = f;
             }
+            // Exact counts by default, from the workspace's plugin; SysTick's if it cannot be
+            // built here.
+            cfg.plugin = match plugin {
+                Some(p) => Some(p),
+                None => match edge::build_plugin(&deploy::project_root(), &cfg.target_dir) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("note: no exact instruction count ({e:#}); SysTick's instead");
+                        None
+                    }
+                },
+            };
             let report = deploy::deploy(&cfg)?;
             print!("{}", report.text());
             if !report.bit_exact() {
@@ -480,6 +508,22 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
             Ok(ok)
         }
     }
+}
+
+/// The first `n` MNIST test digits.
+fn mnist_test_digits(
+    data_dir: Option<&std::path::Path>,
+    n: usize,
+) -> Result<Vec<export::deploy::Digit>> {
+    use host_train::data::{self, DatasetKind};
+    let found = data::locate_or_download(DatasetKind::Mnist, data_dir)?;
+    let test = DatasetKind::Mnist.load(&found.dir)?.test;
+    Ok((0..n.min(test.len()))
+        .map(|i| export::deploy::Digit {
+            label: test.labels[i],
+            pixels: test.image(i).to_vec(),
+        })
+        .collect())
 }
 
 fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {

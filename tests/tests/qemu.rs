@@ -1,9 +1,11 @@
-//! The int8 model on emulated microcontrollers: `export deploy` builds the firmware for the
-//! Cortex-M4F (mps2-an386) and the Cortex-M0 (micro:bit), runs it under QEMU, and its outputs
-//! must equal device-infer's on the host bit for bit. Needs `qemu-system-arm` (scripts/setup.sh
-//! installs it) and the two thumb targets.
+//! The int8 model on emulated microcontrollers and on the edge box: `export deploy` builds the
+//! firmware for the Cortex-M4F (mps2-an386) and the Cortex-M0 (micro:bit), or `lenet-classify`
+//! for a Linux AArch64 board, runs it under QEMU, and its outputs must equal device-infer's on
+//! the host bit for bit. Needs `qemu-system-arm` and `qemu-user` (scripts/setup.sh installs
+//! them), the two thumb targets and `aarch64-unknown-linux-musl`.
 
 use export::deploy::{self, Digit};
+use export::edge;
 use host_train::data::{self, DatasetKind};
 use lenet_tests::{data_root, fixture_dir};
 
@@ -124,4 +126,67 @@ fn kernels_match_their_references_on_random_cases_on_the_boards() {
             "{board}"
         );
     }
+}
+
+#[test]
+fn the_plugins_exact_count_agrees_with_systick() {
+    // Two independent measures of one inference on the M4: the workspace's TCG plugin between
+    // the firmware's markers, and SysTick under -icount shift=0 (40 instructions per tick).
+    let dir = tempfile::tempdir().unwrap();
+    let model = committed_model(dir.path());
+    let mut cfg = deploy::Config::new(
+        model,
+        deploy::find_board("mps2-an386").unwrap(),
+        test_digits(2, 0),
+    );
+    cfg.plugin = Some(edge::build_plugin(&deploy::project_root(), &cfg.target_dir).unwrap());
+    let r = deploy::deploy(&cfg).unwrap();
+    let exact = r.run.exact_insns.expect("the plugin's region count");
+    let ticks = r.run.digits[0].ticks * 40;
+    assert!(
+        exact.abs_diff(ticks) <= 80,
+        "plugin {exact} vs SysTick {ticks} instructions"
+    );
+    assert!(r.text().contains("(exact, qemu-insncount)"));
+}
+
+#[test]
+fn the_classifier_on_linux_aarch64_matches_the_host_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = committed_model(dir.path());
+    let board = edge::find_board("linux-aarch64").unwrap();
+    let cfg = edge::Config::new(model.clone(), board, test_digits(40, 2000));
+    let r = edge::deploy(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    println!("{}", r.text());
+    assert!(
+        r.bit_exact(),
+        "board and host differ:\n{}",
+        edge::mismatches(&r, 5)
+    );
+    assert_eq!(r.run.digits.len(), 40);
+    assert!(r.correct() >= 38, "{}/40 correct", r.correct());
+    // One exact count per classification; the same code path each time, so they barely vary.
+    assert_eq!(r.run.insns.len(), 40);
+    let (lo, hi) = (
+        *r.run.insns.iter().min().unwrap(),
+        *r.run.insns.iter().max().unwrap(),
+    );
+    assert!(hi - lo < 100, "instructions vary from {lo} to {hi}");
+    assert_eq!(r.macs, 416_520);
+    // The model is in the binary; a static binary without tract stays small.
+    assert!(r.sizes.rodata >= r.model_bytes);
+    assert!(
+        r.sizes.loaded < r.sizes.file && r.sizes.file < 4 << 20,
+        "{:?}",
+        r.sizes
+    );
+    // A corrupt model is refused on the host, before anything is built.
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[200] ^= 0x40;
+    std::fs::write(&model, &bytes).unwrap();
+    let cfg = edge::Config::new(model, board, test_digits(1, 0));
+    let e = format!("{:#}", edge::deploy(&cfg).unwrap_err());
+    assert!(e.contains("CRC") || e.contains("corrupt"), "{e}");
+    let e = format!("{:#}", deploy::find_board("linux-riscv").unwrap_err());
+    assert!(e.contains("linux-aarch64"), "{e}");
 }
