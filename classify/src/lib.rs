@@ -1,6 +1,8 @@
 //! MNIST-style preprocessing for people's images of digits, as the MNIST digits were made
 //! (LeCun et al.): grey; inverted when the background is light (MNIST is white ink on black);
-//! the background level subtracted and the contrast stretched; cropped to the ink's bounding
+//! the paper's level subtracted, measured locally so that uneven light (a phone photo's
+//! gradient, shadow and dark corners) is not taken for ink, and the contrast stretched; cropped
+//! to the ink's bounding
 //! box; scaled to fit 20x20 keeping the aspect ratio (antialiased); placed in 28x28 so that its
 //! centre of mass is the image centre. Without it a photographed or scanned digit (dark ink on
 //! light paper, anywhere in a large frame) is usually misclassified.
@@ -107,6 +109,56 @@ pub struct Prepared {
     pub bbox: (u32, u32, u32, u32),
 }
 
+/// The paper's level under every pixel of `v` (ink bright, paper dark): the darkest value of
+/// each block of about a sixteenth of the image's longer side, the darkest of each block's 3x3
+/// neighbourhood (so that a block inside a thick stroke takes the paper beside it), smoothed
+/// over 3x3 blocks and interpolated bilinearly between block centres.
+fn paper_level(v: &[f32], w: u32, h: u32) -> Vec<f32> {
+    let bs = (w.max(h) / 16).max(4);
+    let (gw, gh) = (w.div_ceil(bs), h.div_ceil(bs));
+    let mut grid = vec![f32::MAX; (gw * gh) as usize];
+    for y in 0..h {
+        for x in 0..w {
+            let g = &mut grid[((y / bs) * gw + x / bs) as usize];
+            *g = g.min(v[(y * w + x) as usize]);
+        }
+    }
+    let around = |g: &[f32], gx: u32, gy: u32, f: &dyn Fn(&mut dyn Iterator<Item = f32>) -> f32| {
+        let mut it = (gy.saturating_sub(1)..(gy + 2).min(gh)).flat_map(|yy| {
+            (gx.saturating_sub(1)..(gx + 2).min(gw)).map(move |xx| g[(yy * gw + xx) as usize])
+        });
+        f(&mut it)
+    };
+    let min3 = |it: &mut dyn Iterator<Item = f32>| it.fold(f32::MAX, f32::min);
+    let mean3 = |it: &mut dyn Iterator<Item = f32>| {
+        let (s, n) = it.fold((0.0, 0.0), |(s, n), v| (s + v, n + 1.0));
+        s / n
+    };
+    let eroded: Vec<f32> = (0..gw * gh)
+        .map(|i| around(&grid, i % gw, i / gw, &min3))
+        .collect();
+    let smooth: Vec<f32> = (0..gw * gh)
+        .map(|i| around(&eroded, i % gw, i / gw, &mean3))
+        .collect();
+    let at = |gx: i64, gy: i64| {
+        smooth[(gy.clamp(0, gh as i64 - 1) * gw as i64 + gx.clamp(0, gw as i64 - 1)) as usize]
+    };
+    let mut out = Vec::with_capacity(v.len());
+    for y in 0..h {
+        // Position in block-centre coordinates.
+        let fy = (y as f32 + 0.5) / bs as f32 - 0.5;
+        let (y0, ty) = (fy.floor() as i64, fy - fy.floor());
+        for x in 0..w {
+            let fx = (x as f32 + 0.5) / bs as f32 - 0.5;
+            let (x0, tx) = (fx.floor() as i64, fx - fx.floor());
+            let top = at(x0, y0) * (1.0 - tx) + at(x0 + 1, y0) * tx;
+            let bottom = at(x0, y0 + 1) * (1.0 - tx) + at(x0 + 1, y0 + 1) * tx;
+            out.push(top * (1.0 - ty) + bottom * ty);
+        }
+    }
+    out
+}
+
 /// Turns a grey image of one digit (any size, either polarity) into an MNIST-style 28x28
 /// image. An image with no ink (flat) is an error.
 pub fn mnist_style(img: &GrayImage) -> Result<Prepared> {
@@ -122,31 +174,37 @@ pub fn mnist_style(img: &GrayImage) -> Result<Prepared> {
     border.sort_unstable();
     let background = border[border.len() / 2];
     let inverted = background > 127;
-    let ink = |p: u8| -> f32 {
-        let v = if inverted { 255 - p } else { p } as f32;
-        let bg = if inverted {
-            255 - background
-        } else {
-            background
-        } as f32;
-        (v - bg).max(0.0)
-    };
-    let peak = img.pixels().map(|p| ink(p[0])).fold(0.0f32, f32::max);
+    // Ink is bright from here on; the paper's level is measured locally, so a page under
+    // uneven light (a phone photo: a gradient, a shadow, dark corners) is not taken for ink.
+    let values: Vec<f32> = img
+        .pixels()
+        .map(|p| if inverted { 255 - p[0] } else { p[0] } as f32)
+        .collect();
+    let paper = paper_level(&values, w, h);
+    let inks: Vec<f32> = values
+        .iter()
+        .zip(&paper)
+        .map(|(v, p)| (v - p).max(0.0))
+        .collect();
+    let ink_at = |x: u32, y: u32| inks[(y * w + x) as usize];
+    let peak = inks.iter().copied().fold(0.0f32, f32::max);
     if peak < 32.0 {
         bail!("no digit found: the image is flat (contrast {peak:.0} of 255)");
     }
     // Ink: more than a fifth of the peak (paper texture and JPEG noise stay out of the box).
     let threshold = 0.2 * peak;
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
-    for (x, y, p) in img.enumerate_pixels() {
-        if ink(p[0]) > threshold {
-            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    for y in 0..h {
+        for x in 0..w {
+            if ink_at(x, y) > threshold {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
         }
     }
     let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
     // Stretched ink, cropped: 0 background, 255 the strongest ink.
     let crop = GrayImage::from_fn(bw, bh, |x, y| {
-        let v = ink(img.get_pixel(x0 + x, y0 + y)[0]) / peak * 255.0;
+        let v = ink_at(x0 + x, y0 + y) / peak * 255.0;
         Luma([v.round().clamp(0.0, 255.0) as u8])
     });
     // Into 20x20, keeping the aspect ratio.
@@ -232,6 +290,30 @@ mod tests {
             .collect();
         assert!(cols.iter().all(|c| (13..=14).contains(c)), "{cols:?}");
         assert_eq!(p.pixels.iter().copied().max(), Some(255));
+    }
+
+    #[test]
+    fn uneven_light_is_not_ink() {
+        // Paper from 235 (left) down to 150 (right), darker still by up to 40 towards the
+        // bottom-right corner (a soft shadow), and a bar of ink 160 below the paper beside it:
+        // only the bar is ink. With one paper level for the page (its border's median, as
+        // before) the page's darker fifth was ink too: the box ran from the bar to the right
+        // edge, top to bottom.
+        let img = GrayImage::from_fn(200, 150, |x, y| {
+            let shadow = 40.0
+                * ((x as f32 - 120.0) / 80.0).clamp(0.0, 1.0)
+                * ((y as f32 - 80.0) / 70.0).clamp(0.0, 1.0);
+            let paper = 235.0 - 85.0 * x as f32 / 199.0 - shadow;
+            let v = if (40..46).contains(&x) && (30..120).contains(&y) {
+                paper - 160.0
+            } else {
+                paper
+            };
+            Luma([v.max(0.0) as u8])
+        });
+        let p = mnist_style(&img).unwrap();
+        assert!(p.inverted);
+        assert_eq!(p.bbox, (40, 30, 6, 90));
     }
 
     #[test]

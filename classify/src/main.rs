@@ -1,7 +1,7 @@
 //! `lenet-classify`: classify digits in image files (PNG, JPEG, PGM; any size, photo or scan)
 //! or raw frames from stdin, on the int8 engine or tract.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -29,6 +29,10 @@ struct Args {
     /// MNIST-style preprocessing.
     #[arg(long)]
     no_preprocess: bool,
+    /// Write what the network sees, each input's 28x28 MNIST-style image, into this folder as
+    /// `<input name>.28x28.png`.
+    #[arg(long)]
+    save_preprocessed: Option<PathBuf>,
     /// One JSON object per input instead of text.
     #[arg(long)]
     json: bool,
@@ -47,6 +51,13 @@ enum EngineKind {
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that stops early (`| head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(1)
@@ -87,6 +98,20 @@ pub extern "C" fn lenet_classify_end() {
     std::hint::black_box(1u8);
 }
 
+fn save_preprocessed(dir: &Path, input: &Path, pixels: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = input
+        .file_name()
+        .unwrap_or(input.as_os_str())
+        .to_string_lossy();
+    let path = dir.join(format!("{name}.28x28.png"));
+    let side = lenet_classify::SIDE;
+    image::GrayImage::from_raw(side, side, pixels.to_vec())
+        .context("a 28x28 image")?
+        .save(&path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn run() -> Result<()> {
     let a = Args::parse();
     let file;
@@ -111,6 +136,7 @@ fn run() -> Result<()> {
             shape[0]
         );
     }
+    let mut stdout = std::io::stdout().lock();
     let mut first: Option<Vec<u8>> = None;
     for input in &a.inputs {
         let frames: Vec<(String, Vec<u8>)> = if input.as_os_str() == "-" {
@@ -156,9 +182,13 @@ fn run() -> Result<()> {
                         shape[1]
                     );
                 }
-                lenet_classify::mnist_style(&img)
+                let pixels = lenet_classify::mnist_style(&img)
                     .with_context(|| input.display().to_string())?
-                    .pixels
+                    .pixels;
+                if let Some(dir) = &a.save_preprocessed {
+                    save_preprocessed(dir, input, &pixels)?;
+                }
+                pixels
             };
             vec![(input.display().to_string(), pixels)]
         };
@@ -175,10 +205,10 @@ fn run() -> Result<()> {
                     j["codes"] = serde_json::json!(codes);
                     j["zero_point"] = serde_json::json!(zero_point);
                 }
-                println!("{j}");
+                writeln!(stdout, "{j}")?;
             } else {
                 let s: Vec<String> = scores.iter().map(|v| format!("{v:.3}")).collect();
-                println!("{name}: {}  scores [{}]", out.class, s.join(", "));
+                writeln!(stdout, "{name}: {}  scores [{}]", out.class, s.join(", "))?;
             }
             first.get_or_insert(pixels);
         }

@@ -116,6 +116,10 @@ enum Command {
         /// Timed runs.
         #[arg(long, default_value_t = 5000)]
         runs: usize,
+        /// Also the throughput of batches of this many different images, one after the other
+        /// on one thread (0: none).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
     },
 }
 
@@ -161,7 +165,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool> {
     match Cli::parse().command {
-        Command::Latency { model, runs } => cmd_latency(model, runs),
+        Command::Latency { model, runs, batch } => cmd_latency(model, runs, batch),
         Command::Golden { action } => cmd_golden(action),
         Command::Deploy {
             model,
@@ -526,12 +530,12 @@ fn mnist_test_digits(
         .collect())
 }
 
-fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
-    let bytes =
-        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
-    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
-    let m = device_infer::Model::from_bytes(aligned.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+fn cmd_latency(model: PathBuf, runs: usize, batch: usize) -> Result<bool> {
+    use device_infer::engine::{Classify, Int8, ModelFile};
+    anyhow::ensure!(runs >= 10, "--runs must be at least 10");
+    let file = ModelFile::read(&model)?;
+    let mut engine = Int8::new(&file).with_context(|| model.display().to_string())?;
+    let m = *engine.model();
     // A real digit: a '7' drawn as a vertical and a horizontal stroke if no data is around.
     let mut pixels = vec![0u8; m.input_dims().len()];
     for (i, p) in pixels.iter_mut().enumerate() {
@@ -540,22 +544,20 @@ fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
             *p = 255;
         }
     }
-    let mut x = vec![0i8; pixels.len()];
-    m.quantize_input(&pixels, &mut x)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut arena = vec![0i8; m.arena_len()];
+    // Through the engine's API, as an application calls it: u8 pixels in, class and scores out.
     let mut times = Vec::with_capacity(runs);
     let mut class = 0;
     for i in 0..runs + runs / 10 {
         let t = std::time::Instant::now();
-        let out = m
-            .run(std::hint::black_box(&x), &mut arena)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        class = device_infer::argmax(std::hint::black_box(out));
+        class = engine.classify(std::hint::black_box(&pixels))?.class;
         if i >= runs / 10 {
             times.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
+    let mut x = vec![0i8; pixels.len()];
+    m.quantize_input(&pixels, &mut x)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut arena = vec![0i8; m.arena_len()];
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     // Per-layer breakdown: time between trace callbacks, summed over the runs.
@@ -579,5 +581,34 @@ fn cmd_latency(model: PathBuf, runs: usize) -> Result<bool> {
         pct(0.1),
         pct(0.9)
     );
+    if batch > 0 {
+        // Different images (the digit shifted), classified one after the other.
+        let images: Vec<Vec<u8>> = (0..batch)
+            .map(|k| {
+                let mut v = pixels.clone();
+                v.rotate_right(k % 97);
+                v
+            })
+            .collect();
+        let rounds = (runs / batch).max(10);
+        let mut per_batch = Vec::with_capacity(rounds);
+        for r in 0..rounds + rounds / 10 {
+            let t = std::time::Instant::now();
+            for img in &images {
+                std::hint::black_box(engine.classify(std::hint::black_box(img))?.class);
+            }
+            if r >= rounds / 10 {
+                per_batch.push(t.elapsed().as_secs_f64());
+            }
+        }
+        per_batch.sort_by(f64::total_cmp);
+        let median = per_batch[per_batch.len() / 2];
+        println!(
+            "int8 batch-{batch} throughput (1 thread): {:.0} images/s, median batch {:.1} us over {} batches",
+            batch as f64 / median,
+            median * 1e6,
+            per_batch.len()
+        );
+    }
     Ok(true)
 }

@@ -67,13 +67,17 @@ fn the_int8_engine_is_bit_exact() {
 #[test]
 fn tract_on_the_int8_onnx_is_within_one_lsb() {
     let mut engine = Tract::load(&fixture_dir().join("model.int8.onnx")).unwrap();
+    let file = ModelFile::read(&fixture_dir().join("model.lnq8")).unwrap();
+    let zp = Int8::new(&file).unwrap().model().output_zero_point();
     let set = golden();
     let mut max = 0;
     let mut agree = 0;
     for (case, (class, scores)) in set.cases.iter().zip(run_all(&mut engine)) {
-        let Scores::Int8 { codes, .. } = scores else {
+        let Scores::Int8 { codes, zero_point } = scores else {
             panic!("an int8 ONNX gives int8 scores")
         };
+        // The zero point is read from the graph: the same as the device model's.
+        assert_eq!(zero_point, zp, "case {}", case.index);
         let expected: Vec<i8> = case.int8_outputs.iter().map(|&b| b as i8).collect();
         for (a, b) in codes.iter().zip(&expected) {
             max = max.max((*a as i32 - *b as i32).abs());
