@@ -546,6 +546,14 @@ mod tests {
 
             let mut fused = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut fused);
+            // The dispatcher took the best level this CPU has; the AVX2 one too.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::kernels::x86::{Level, with_level};
+                let mut avx2 = vec![0i8; out_dims.len()];
+                with_level(Some(Level::Avx2), || conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut avx2));
+                prop_assert_eq!(&avx2, &fused);
+            }
             let mut per_channel = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8_per_channel(&p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut per_channel);
             let mut patched = vec![0i8; out_dims.len()];

@@ -327,6 +327,14 @@ mod tests {
             let mut rows4 = vec![0i8; outs];
             dense_s8_rows4(-zp_in, zp_out, act, &q, &input, &weights, &bias, &mut rows4);
             reference::dense::dense_s8(-zp_in, zp_out, act, &q, &input, &weights, &bias, &mut slow);
+            // The dispatcher took the best level this CPU has; the AVX2 one too.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::kernels::x86::{Level, with_level};
+                let mut avx2 = vec![0i8; outs];
+                with_level(Some(Level::Avx2), || dense_s8(-zp_in, zp_out, act, &q, &input, &weights, &bias, &mut avx2));
+                prop_assert_eq!(&avx2, &slow);
+            }
             prop_assert_eq!(&rows4, &slow);
             prop_assert_eq!(&fast, &slow);
             prop_assert_eq!(portable, slow);

@@ -1,5 +1,6 @@
 //! AVX2 versions of the host's hot kernels (x86-64 with the `std` feature; AVX2 detected at
-//! run time, the portable kernels otherwise): [`conv2d_pool2x2_s8`] and [`dense_s8`].
+//! run time, the portable kernels otherwise): [`conv2d_pool2x2_s8`] and [`dense_s8`]; their
+//! AVX-512 (F + BW + VNNI) versions in [`avx512`], taken where the CPU has them ([`level`]).
 //!
 //! Same integer sums as the portable kernels in another order (i32 addition is associative
 //! and commutative, even wrapping), the same requantization rule, so bit-exact with the
@@ -21,8 +22,10 @@
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use std::vec::Vec;
+
+mod avx512;
 
 use super::conv2d_block::{Pool2x2, pool4};
 use super::{Clamp, ConvParams, Dims, PerChannelQuant};
@@ -33,6 +36,44 @@ pub fn available() -> bool {
     std::is_x86_feature_detected!("avx2")
 }
 
+/// The vector kernels a CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// 256-bit, `vpmaddwd`.
+    Avx2,
+    /// 512-bit, `vpdpwssd` (AVX-512 F + BW + VNNI).
+    Avx512,
+}
+
+std::thread_local! {
+    /// The highest level this thread may use ([`with_level`]); `None`: what the CPU has.
+    static CAP: Cell<Option<Option<Level>>> = const { Cell::new(None) };
+}
+
+/// The kernels this thread runs: the best the CPU has, capped by [`with_level`].
+pub fn level() -> Option<Level> {
+    let detected = if avx512::available() {
+        Some(Level::Avx512)
+    } else if available() {
+        Some(Level::Avx2)
+    } else {
+        None
+    };
+    match CAP.get() {
+        Some(cap) => detected.min(cap),
+        None => detected,
+    }
+}
+
+/// Runs `f` with this thread's kernels capped at `cap` (`None`: the portable ones), so that
+/// tests and benchmarks can compare the levels on one machine.
+pub fn with_level<R>(cap: Option<Level>, f: impl FnOnce() -> R) -> R {
+    let before = CAP.replace(Some(cap));
+    let r = f();
+    CAP.set(before);
+    r
+}
+
 #[derive(Default)]
 struct Scratch {
     image: Vec<i16>,
@@ -41,6 +82,10 @@ struct Scratch {
     weights: Vec<[__m256i; 8]>,
     vector: Vec<__m256i>,
     quant: Vec<i32>,
+    /// AVX-512 filters of recent layers, packed (see `avx512::packed_filters`).
+    packed: Vec<avx512::Packed>,
+    /// The AVX-512 u8 image (`avx512::pad_image_u8`).
+    bytes: Vec<u8>,
 }
 
 std::thread_local! {
@@ -55,8 +100,25 @@ fn grow<T: Copy + bytemuck::Zeroable>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
-/// [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) with AVX2; returns `false` (and writes
-/// nothing) when the CPU lacks AVX2.
+/// A fused conv + 2x2 pool kernel of this module (the arguments of
+/// [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) after the scratch).
+type ConvKernel = unsafe fn(
+    &mut Scratch,
+    &ConvParams,
+    &PerChannelQuant,
+    Dims,
+    &[i8],
+    Dims,
+    &[i8],
+    &[i32],
+    Option<&[i8; 256]>,
+    Pool2x2,
+    Dims,
+    &mut [i8],
+);
+
+/// [`conv2d_pool2x2_s8`](super::conv2d_pool2x2_s8) with AVX-512 or AVX2 ([`level`]); returns
+/// `false` (and writes nothing) when the CPU has neither.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8(
     p: &ConvParams,
@@ -71,19 +133,21 @@ pub fn conv2d_pool2x2_s8(
     out_dims: Dims,
     output: &mut [i8],
 ) -> bool {
-    if !available() {
+    let Some(level) = level() else {
         return false;
-    }
-    let kernel =
-        if in_dims.c == 1 && p.stride == [1, 1] && filter_dims.h <= C1_MAX_KH && filter_dims.w <= 8
-        {
-            conv_pool_c1_avx2
-        } else {
-            conv_pool_avx2
-        };
+    };
+    let c1 =
+        in_dims.c == 1 && p.stride == [1, 1] && filter_dims.h <= C1_MAX_KH && filter_dims.w <= 8;
+    let kernel: ConvKernel = match (level, c1) {
+        (Level::Avx512, true) => avx512::conv_pool_c1,
+        (Level::Avx512, false) if avx512::u8_fits(p) => avx512::conv_pool_u8,
+        (Level::Avx512, false) => avx512::conv_pool,
+        (Level::Avx2, true) => conv_pool_c1_avx2,
+        (Level::Avx2, false) => conv_pool_avx2,
+    };
     SCRATCH.with_borrow_mut(|s| {
         // SAFETY: the only precondition of a `target_feature` function is that the CPU has
-        // the feature; AVX2 was detected above.
+        // the features; `level` detected them.
         unsafe {
             kernel(
                 s,
@@ -117,13 +181,17 @@ pub fn dense_s8(
     bias: &[i32],
     output: &mut [i8],
 ) -> bool {
-    if !available() {
+    let Some(level) = level() else {
         return false;
-    }
+    };
+    let kernel = match level {
+        Level::Avx512 => avx512::dense_u8,
+        Level::Avx2 => dense_avx2,
+    };
     SCRATCH.with_borrow_mut(|s| {
-        // SAFETY: as in `conv2d_pool2x2_s8`: AVX2 was detected above.
+        // SAFETY: as in `conv2d_pool2x2_s8`: `level` detected the features.
         unsafe {
-            dense_avx2(
+            kernel(
                 s,
                 input_offset,
                 output_offset,
@@ -320,8 +388,8 @@ fn block_quant(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
 
 /// Writes the input widened to i16, offset and padded so that every window of the `2 * out`
 /// convolution rows and columns lies inside (padding holds 0: the zero point plus the offset)
-/// into `image`, and returns its row length in pixels. Two rows and 32 values of slack let
-/// the kernels read whole vectors past a row's end.
+/// into `image`, and returns its row length in pixels. Two rows and 64 values of slack let
+/// the kernels read whole vectors (32 values for AVX-512) past a row's end.
 #[target_feature(enable = "avx2")]
 fn pad_image(
     image: &mut Vec<i16>,
@@ -334,7 +402,7 @@ fn pad_image(
     let c = in_dims.c;
     let hp = (p.padding[0] + in_dims.h).max((2 * out_dims.h - 1) * p.stride[0] + filter_dims.h);
     let wp = (p.padding[1] + in_dims.w).max((2 * out_dims.w - 1) * p.stride[1] + filter_dims.w);
-    let image = grow(image, (hp + 2) * wp * c + 32);
+    let image = grow(image, (hp + 2) * wp * c + 64);
     image.fill(0);
     let row = in_dims.w * c;
     for (y, src) in input.chunks_exact(row.max(1)).take(in_dims.h).enumerate() {

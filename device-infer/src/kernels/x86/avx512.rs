@@ -1,0 +1,912 @@
+//! AVX-512 versions (F + BW + VNNI: Zen 4 and 5, Ice Lake and later) of the AVX2 kernels of
+//! [`super`]: the same integer sums in another order and the same requantization, so bit-exact
+//! with them and with the references (tested below, and through the dispatchers' property
+//! tests on both levels).
+//!
+//! `vpdpwssd` multiplies 32 i16 pairs and adds each pair's sum into one of 16 i32 lanes: one
+//! instruction where AVX2 takes `vpmaddwd` + `vpaddd` for half as many.
+//!
+//! - One input channel (a grayscale first layer): as in AVX2, the lanes are pooled columns,
+//!   16 of them (a 12-wide pooled row in one vector instead of 8 + 4); with VBMI, four u8
+//!   taps per lane, gathered from one load by `vpermb`.
+//! - Other convolutions: the lanes are 16 output channels. Each tap pair of a window (two
+//!   consecutive values of a kernel row, contiguous in the HWC image) is broadcast and
+//!   multiplied by the 16 filters' weight pair: no patches, no lane sums, the four windows of a
+//!   pooled output share every weight load.
+//! - Convolutions whose zero point is an int8 (all that quantize makes) and dense layers use
+//!   `vpdpbusd` instead: 64 u8 x s8 products into 16 lanes, the input as `x + 128` and the
+//!   offset moved into the bias (convolutions) or a sum of the weights (dense).
+
+use core::arch::x86_64::*;
+use std::vec::Vec;
+
+use super::super::conv2d_block::{Pool2x2, pool4};
+use super::super::{Clamp, ConvParams, Dims, PerChannelQuant};
+#[cfg(test)]
+use super::ConvKernel;
+use super::{C1_MAX_KH, Scratch, grow, pad_image};
+use crate::quant::Requant;
+
+/// Whether these kernels run on this CPU (checked once by std, then cached).
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+}
+
+/// 32 i16 from the front of `s` (zeros if shorter, which callers never pass: the padded image
+/// has slack).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn load32(s: &[i16]) -> __m512i {
+    s.first_chunk::<32>()
+        .map_or(_mm512_setzero_si512(), |a| bytemuck::cast(*a))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn load_i32x16(s: &[i32]) -> __m512i {
+    s.first_chunk::<16>()
+        .map_or(_mm512_setzero_si512(), |a| bytemuck::cast(*a))
+}
+
+/// [`requantize`](crate::quant::requantize) on 16 lanes: the rule of `requantize8` (see there
+/// for why it is TFLM's), with AVX-512's masks for the blends and compares.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn requantize16(acc: __m512i, multiplier: __m512i, shift: __m512i) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let left = _mm512_max_epi32(shift, zero);
+    let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    let x = _mm512_sllv_epi32(acc, left);
+    let nudge = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_srli_epi64::<31>(_mm512_add_epi64(_mm512_mul_epi32(x, multiplier), nudge));
+    let odd = _mm512_mul_epi32(
+        _mm512_srli_epi64::<32>(x),
+        _mm512_srli_epi64::<32>(multiplier),
+    );
+    let odd = _mm512_slli_epi64::<32>(_mm512_srli_epi64::<31>(_mm512_add_epi64(odd, nudge)));
+    let y = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    // RoundingDivideByPOT(y, right): shift, plus one when the remainder passes half (a
+    // negative y needs strictly more than half).
+    let one = _mm512_set1_epi32(1);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    let remainder = _mm512_and_si512(y, mask);
+    let negative = _mm512_cmplt_epi32_mask(y, zero);
+    let half = _mm512_srli_epi32::<1>(mask);
+    let threshold = _mm512_mask_add_epi32(half, negative, half, one);
+    let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    let q = _mm512_srav_epi32(y, right);
+    _mm512_mask_add_epi32(q, up, q, one)
+}
+
+/// Requantizes 16 accumulators with `quant` (`[bias; 16], [multiplier; 16], [shift; 16]`),
+/// adds the output offset, clamps and stores the first `out.len()` (at most 16) as int8.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn finish16(acc: __m512i, quant: &[i32], output_offset: i32, act: Clamp, out: &mut [i8]) {
+    let m = load_i32x16(&quant[16..]);
+    let s = load_i32x16(&quant[32..]);
+    let v = _mm512_add_epi32(requantize16(acc, m, s), _mm512_set1_epi32(output_offset));
+    let v = _mm512_max_epi32(v, _mm512_set1_epi32(act.min as i32));
+    let v = _mm512_min_epi32(v, _mm512_set1_epi32(act.max as i32));
+    let v: [i32; 16] = bytemuck::cast(v);
+    for (o, &v) in out.iter_mut().zip(&v) {
+        *o = v as i8;
+    }
+}
+
+/// The little-endian i32 at byte `at` of `b` (0 if `b` is too short, which callers' slices
+/// never are).
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> i32 {
+    b.get(at..at + 4)
+        .map_or(0, |w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+/// Two i16 as one i32 word, the first in the low half (as `vpdpwssd` pairs them).
+#[inline]
+fn pack(lo: i16, hi: i16) -> i32 {
+    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
+}
+
+/// Bias, multiplier and shift of channels `16b..16b + 16` as three runs of 16 i32 (zeros past
+/// the last channel), for every block `b`: `quant[48 * b..][..48]`.
+fn block_quant16(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
+    for (b, blk) in quant.chunks_exact_mut(48).enumerate() {
+        for l in 0..16 {
+            let o = 16 * b + l;
+            let (bi, m, s) = match (bias.get(o), q.multiplier.get(o), q.shift.get(o)) {
+                (Some(&bi), Some(&m), Some(&s)) => (bi, m, s as i32),
+                _ => (0, 0, 0),
+            };
+            blk[l] = bi;
+            blk[16 + l] = m;
+            blk[32 + l] = s;
+        }
+    }
+}
+
+/// The pooled outputs of one channel through the general `pool4` (a table, an average pool):
+/// `acc` holds the four windows' accumulators of up to 16 pooled outputs; output `l` goes to
+/// `out[l * step]`, `l < count`.
+#[allow(clippy::too_many_arguments)]
+fn pool_store(
+    p: &ConvParams,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    multiplier: i32,
+    shift: i8,
+    acc: [[i32; 16]; 4],
+    out: &mut [i8],
+    step: usize,
+    count: usize,
+) {
+    let rq = Requant::new(multiplier, shift, p.output_offset, p.act.min, p.act.max);
+    let windows = acc[0]
+        .iter()
+        .zip(acc[1])
+        .zip(acc[2])
+        .zip(acc[3])
+        .take(count);
+    for (l, (((&w0, w1), w2), w3)) in windows.enumerate() {
+        if let Some(o) = out.get_mut(l * step) {
+            *o = pool4(rq, lut, pool, [w0, w1, w2, w3]);
+        }
+    }
+}
+
+/// One input channel, stride 1, kernels up to `C1_MAX_KH` x 8: `super::conv_pool_c1_avx2`
+/// with 16 pooled columns per vector.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) fn conv_pool_c1(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (kh, kw) = (filter_dims.h.min(C1_MAX_KH), filter_dims.w);
+    let oc = out_dims.c;
+    // With VBMI and an int8 zero point: four taps per lane (`vpdpbusd` on `x + 128`, the
+    // offset moved into the starting sums); else pairs of i16 taps (`vpdpwssd`).
+    let u8_path = vbmi() && u8_fits(p);
+    let per = if u8_path { 4 } else { 2 };
+    let nw = kw.div_ceil(per);
+    let wp = if u8_path {
+        pad_image_u8(&mut s.bytes, p, in_dims, input, filter_dims, out_dims)
+    } else {
+        pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims)
+    };
+    // Per channel and kernel row, the words of taps `per * j ..`, then per channel the sum
+    // each window starts from.
+    let words = grow(&mut s.quant, oc * kh * nw + oc);
+    let (words, start) = words.split_at_mut(oc * kh * nw);
+    for (o, (w, st)) in filter
+        .chunks_exact(kh * kw)
+        .zip(start.iter_mut())
+        .enumerate()
+    {
+        for (dst, row) in words[o * kh * nw..]
+            .chunks_exact_mut(nw)
+            .zip(w.chunks_exact(kw))
+        {
+            for (d, vals) in dst.iter_mut().zip(row.chunks(per)) {
+                let at = |i: usize| vals.get(i).copied().unwrap_or(0);
+                *d = if u8_path {
+                    i32::from_le_bytes([at(0) as u8, at(1) as u8, at(2) as u8, at(3) as u8])
+                } else {
+                    pack(at(0) as i16, at(1) as i16)
+                };
+            }
+        }
+        let sum: i32 = w.iter().map(|&v| v as i32).sum();
+        *st = if u8_path {
+            bias[o].wrapping_add((p.input_offset - 128).wrapping_mul(sum))
+        } else {
+            bias[o]
+        };
+    }
+    let (words, start) = (&*words, &*start);
+    let img = C1Image {
+        wide: &s.image[..],
+        bytes: &s.bytes[..],
+        wp,
+        kh,
+    };
+    match (u8_path, nw) {
+        (true, 1) => c1_rows::<1, true>(&img, words, start, p, q, lut, pool, out_dims, output),
+        (true, _) => c1_rows::<2, true>(&img, words, start, p, q, lut, pool, out_dims, output),
+        (false, 1) => c1_rows::<1, false>(&img, words, start, p, q, lut, pool, out_dims, output),
+        (false, 2) => c1_rows::<2, false>(&img, words, start, p, q, lut, pool, out_dims, output),
+        (false, 3) => c1_rows::<3, false>(&img, words, start, p, q, lut, pool, out_dims, output),
+        (false, _) => c1_rows::<4, false>(&img, words, start, p, q, lut, pool, out_dims, output),
+    }
+}
+
+/// Whether the CPU has AVX-512 VBMI (`vpermb`), for the u8 one-channel kernel.
+fn vbmi() -> bool {
+    std::is_x86_feature_detected!("avx512vbmi")
+}
+
+/// The padded image of [`conv_pool_c1`]: `wide` (i16, `x + offset`) or `bytes` (u8,
+/// `x + 128`), whichever the path filled; its row length; the kernel height.
+struct C1Image<'a> {
+    wide: &'a [i16],
+    bytes: &'a [u8],
+    wp: usize,
+    kh: usize,
+}
+
+/// `vpermb` indices putting, in lane `l`, the bytes `2l + at .. 2l + at + 4` of a 64-byte
+/// load; `QUADS[dx][j]` for column phase `dx` and tap quad `j`.
+const QUADS: [[[u8; 64]; 2]; 2] = {
+    let mut t = [[[0u8; 64]; 2]; 2];
+    let mut k = 0;
+    while k < 4 {
+        let (dx, j) = (k / 2, k % 2);
+        let mut i = 0;
+        while i < 64 {
+            t[dx][j][i] = (2 * (i / 4) + dx + 4 * j + i % 4) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// The 16 lanes of four u8 taps each, `QUADS`-gathered from the 64 bytes at the front of `src`
+/// (zeros if shorter, which the padded image's slack rules out).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+fn quads(src: &[u8], idx: &[u8; 64]) -> __m512i {
+    let v = src
+        .first_chunk::<64>()
+        .map_or(_mm512_setzero_si512(), |b| bytemuck::cast(*b));
+    _mm512_permutexvar_epi8(bytemuck::cast(*idx), v)
+}
+
+/// The loops of [`conv_pool_c1`] for `NP` words of taps per kernel row (pairs of i16, or
+/// quads of u8 when `U8`): the image vectors of 16 pooled outputs (rows `2 * py ..= 2 * py +
+/// kh`, both column phases) are loaded once into a table shared by every output channel.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn c1_rows<const NP: usize, const U8: bool>(
+    img: &C1Image,
+    words: &[i32],
+    start: &[i32],
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (wp, kh) = (img.wp, img.kh);
+    let oc = out_dims.c;
+    let mut v = [[[_mm512_setzero_si512(); NP]; 2]; C1_MAX_KH + 1];
+    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
+    let offset = _mm512_set1_epi32(p.output_offset);
+    let (lo, hi) = (
+        _mm512_set1_epi32(p.act.min as i32),
+        _mm512_set1_epi32(p.act.max as i32),
+    );
+    for py in 0..out_dims.h {
+        for px in (0..out_dims.w).step_by(16) {
+            let count = (out_dims.w - px).min(16);
+            // Lane l of `v[r][dx][j]`: the taps at row 2py + r from column 2(px + l) + dx +
+            // NP_TAPS * j (two i16, or four u8 gathered from one 64-byte load by `vpermb`).
+            for (r, vr) in v.iter_mut().take(kh + 1).enumerate() {
+                let at = (2 * py + r) * wp + 2 * px;
+                for (dx, vd) in vr.iter_mut().enumerate() {
+                    for (j, vj) in vd.iter_mut().enumerate() {
+                        *vj = if U8 {
+                            // SAFETY: `U8` is only chosen where the CPU has VBMI.
+                            unsafe { quads(&img.bytes[at..], &QUADS[dx][j.min(1)]) }
+                        } else {
+                            load32(&img.wide[at + dx + 2 * j..])
+                        };
+                    }
+                }
+            }
+            let out = &mut output[(py * out_dims.w + px) * oc..];
+            // The max pool's results of up to 16 channels, stored pixel by pixel once the
+            // group is done (a byte store per channel and pixel, with stride `oc`, cost a
+            // quarter of this kernel).
+            let mut res = [[0i8; 16]; 16];
+            for (o, w) in words.chunks_exact(kh * NP).take(oc).enumerate() {
+                let mut acc = [_mm512_set1_epi32(start[o]); 4];
+                for (w, rr) in w.chunks_exact(NP).zip(v.windows(2)) {
+                    let (r0, r1) = (&rr[0], &rr[1]);
+                    for (j, &w) in w.iter().enumerate().take(NP) {
+                        let w = _mm512_set1_epi32(w);
+                        if U8 {
+                            acc[0] = _mm512_dpbusd_epi32(acc[0], r0[0][j], w);
+                            acc[1] = _mm512_dpbusd_epi32(acc[1], r0[1][j], w);
+                            acc[2] = _mm512_dpbusd_epi32(acc[2], r1[0][j], w);
+                            acc[3] = _mm512_dpbusd_epi32(acc[3], r1[1][j], w);
+                        } else {
+                            acc[0] = _mm512_dpwssd_epi32(acc[0], r0[0][j], w);
+                            acc[1] = _mm512_dpwssd_epi32(acc[1], r0[1][j], w);
+                            acc[2] = _mm512_dpwssd_epi32(acc[2], r1[0][j], w);
+                            acc[3] = _mm512_dpwssd_epi32(acc[3], r1[1][j], w);
+                        }
+                    }
+                }
+                let (m, sh) = (q.multiplier[o], q.shift[o]);
+                if max_no_lut {
+                    // Requantization is monotonic (see `pool4`): pool the accumulators.
+                    let best = _mm512_max_epi32(
+                        _mm512_max_epi32(acc[0], acc[1]),
+                        _mm512_max_epi32(acc[2], acc[3]),
+                    );
+                    let r = requantize16(best, _mm512_set1_epi32(m), _mm512_set1_epi32(sh as i32));
+                    let r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, offset), lo), hi);
+                    res[o % 16] = bytemuck::cast(_mm512_cvtepi32_epi8(r));
+                    if o % 16 == 15 || o + 1 == oc {
+                        let (g0, n) = (o - o % 16, o % 16 + 1);
+                        for (l, px_out) in out.chunks_mut(oc).take(count).enumerate() {
+                            for (d, r) in px_out[g0..g0 + n].iter_mut().zip(&res) {
+                                *d = r[l];
+                            }
+                        }
+                    }
+                } else {
+                    let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
+                    pool_store(p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
+                }
+            }
+        }
+    }
+}
+
+/// A layer's filters packed for [`conv_pool`] or [`conv_pool_u8`], with the bytes and shape
+/// they were packed from.
+pub(super) struct Packed {
+    /// `[oc, kh, run, kvol, values per word (2 or 4)]`.
+    shape: [usize; 5],
+    filter: Vec<i8>,
+    /// `[block][ky][word]`, per lane of 16 output channels (zero past `oc`) a word of two
+    /// i16 or four i8 weights of a kernel row (zero past its end).
+    pairs: Vec<[i32; 16]>,
+    /// Per output channel, the sum of its weights (for `conv_pool_u8`'s offset).
+    sums: Vec<i32>,
+}
+
+/// Layers whose packed filters are kept per thread (a model's convolutions, reused call after
+/// call: packing took a fifth of LeNet5-like's second layer).
+const PACKED_LAYERS: usize = 8;
+
+/// The packed form of `filter` (shape `[oc, kh, run, kvol, per]`, `per` values per word): from
+/// the cache when an entry's shape and bytes are these (compared in full, so a new model at an
+/// old address is packed anew), else packed and added, the oldest entry dropped past
+/// [`PACKED_LAYERS`].
+fn packed_filters<'a>(cache: &'a mut Vec<Packed>, filter: &[i8], shape: [usize; 5]) -> &'a Packed {
+    if let Some(i) = cache
+        .iter()
+        .position(|e| e.shape == shape && e.filter == filter)
+    {
+        return &cache[i];
+    }
+    let [oc, kh, run, kvol, per] = shape;
+    let nw = run.div_ceil(per);
+    let nk = kh * nw;
+    let mut pairs = std::vec![[0i32; 16]; oc.div_ceil(16) * nk];
+    let mut sums = std::vec![0i32; oc];
+    for (o, w) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
+        sums[o] = w.iter().map(|&v| v as i32).sum();
+        let blk = &mut pairs[o / 16 * nk..][..nk];
+        for (dst, row) in blk.chunks_exact_mut(nw).zip(w.chunks_exact(run.max(1))) {
+            for (d, vals) in dst.iter_mut().zip(row.chunks(per)) {
+                let at = |i: usize| vals.get(i).copied().unwrap_or(0);
+                d[o % 16] = if per == 4 {
+                    i32::from_le_bytes([at(0) as u8, at(1) as u8, at(2) as u8, at(3) as u8])
+                } else {
+                    pack(at(0) as i16, at(1) as i16)
+                };
+            }
+        }
+    }
+    if cache.len() >= PACKED_LAYERS {
+        cache.remove(0);
+    }
+    cache.push(Packed {
+        shape,
+        filter: filter.to_vec(),
+        pairs,
+        sums,
+    });
+    &cache[cache.len() - 1]
+}
+
+/// The input as unsigned bytes for `vpdpbusd`: `x + 128`, padded with `128 - input_offset`
+/// (whose `+ input_offset - 128` is 0, as the padding's `x + input_offset` is), so that every
+/// window of the `2 * out` convolution rows and columns lies inside; returns the row length in
+/// pixels. Two rows and 128 bytes of slack let the kernel read whole words past a row's end.
+fn pad_image_u8(
+    image: &mut Vec<u8>,
+    p: &ConvParams,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    out_dims: Dims,
+) -> usize {
+    let c = in_dims.c;
+    let hp = (p.padding[0] + in_dims.h).max((2 * out_dims.h - 1) * p.stride[0] + filter_dims.h);
+    let wp = (p.padding[1] + in_dims.w).max((2 * out_dims.w - 1) * p.stride[1] + filter_dims.w);
+    let image = grow(image, (hp + 2) * wp * c + 128);
+    image.fill((128 - p.input_offset) as u8);
+    let row = in_dims.w * c;
+    for (y, src) in input.chunks_exact(row.max(1)).take(in_dims.h).enumerate() {
+        let at = ((y + p.padding[0]) * wp + p.padding[1]) * c;
+        for (d, &x) in image[at..at + row].iter_mut().zip(src) {
+            *d = (x as u8) ^ 0x80;
+        }
+    }
+    wp
+}
+
+/// Whether [`conv_pool_u8`] takes this layer: the padding's byte `128 - input_offset` must be
+/// a u8 (an int8 zero point always is; the format allows offsets up to 255).
+pub(super) fn u8_fits(p: &ConvParams) -> bool {
+    (-127..=128).contains(&p.input_offset)
+}
+
+/// [`conv_pool`] with four taps per lane: `vpdpbusd` multiplies 64 u8 x s8 pairs into 16 i32
+/// lanes (sums of four products, at most 4 x 255 x 128, never saturating). The image holds
+/// `x + 128` as u8; `sum(w * (x + off)) = sum(w * (x + 128)) + (off - 128) * sum(w)`, exact in
+/// i32, so the offset moves into the bias.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) fn conv_pool_u8(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    if out_dims.is_empty() {
+        return;
+    }
+    let c = in_dims.c;
+    let (kh, kw) = (filter_dims.h, filter_dims.w);
+    let (sy, sx) = (p.stride[0], p.stride[1]);
+    let kvol = filter_dims.len();
+    let oc = out_dims.c;
+    let blocks = oc.div_ceil(16);
+    let wp = pad_image_u8(&mut s.bytes, p, in_dims, input, filter_dims, out_dims);
+    let image = &s.bytes[..];
+    let run = kw * c;
+    let nw = run.div_ceil(4);
+    let nk = kh * nw;
+    let packed = packed_filters(&mut s.packed, filter, [oc, kh, run, kvol, 4]);
+    let weights = &packed.pairs;
+    let quant = grow(&mut s.quant, blocks * 48);
+    block_quant16(quant, q, bias);
+    for (o, &sum) in packed.sums.iter().enumerate() {
+        let b = &mut quant[48 * (o / 16) + o % 16];
+        *b = b.wrapping_add((p.input_offset - 128).wrapping_mul(sum));
+    }
+
+    let row_stride = wp * c;
+    let len = 4 * nw;
+    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            let bases = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c);
+            let out = &mut output[(py * out_dims.w + px) * oc..][..oc];
+            for ((blk, wblk), out) in quant
+                .chunks_exact(48)
+                .zip(weights.chunks_exact(nk))
+                .zip(out.chunks_mut(16))
+            {
+                // Two chains per window, as in `conv_pool`; plain loops (no closures).
+                let mut acc = [load_i32x16(blk); 4];
+                let mut odd = [_mm512_setzero_si512(); 4];
+                for (ky, wrow) in wblk.chunks_exact(nw).enumerate() {
+                    let at = ky * row_stride;
+                    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
+                        image.get(bases[0] + at..bases[0] + at + len),
+                        image.get(bases[1] + at..bases[1] + at + len),
+                        image.get(bases[2] + at..bases[2] + at + len),
+                        image.get(bases[3] + at..bases[3] + at + len),
+                    ) else {
+                        continue; // not reached: the padded image holds every window
+                    };
+                    let (mut w2, mut q0, mut q1, mut q2, mut q3) = (
+                        wrow.chunks_exact(2),
+                        r0.chunks_exact(8),
+                        r1.chunks_exact(8),
+                        r2.chunks_exact(8),
+                        r3.chunks_exact(8),
+                    );
+                    for (w, (((a0, a1), a2), a3)) in
+                        (&mut w2).zip((&mut q0).zip(&mut q1).zip(&mut q2).zip(&mut q3))
+                    {
+                        let (we, wo): (__m512i, __m512i) =
+                            (bytemuck::cast(w[0]), bytemuck::cast(w[1]));
+                        let bc = |b: &[u8], at: usize| _mm512_set1_epi32(word(b, at));
+                        acc[0] = _mm512_dpbusd_epi32(acc[0], bc(a0, 0), we);
+                        acc[1] = _mm512_dpbusd_epi32(acc[1], bc(a1, 0), we);
+                        acc[2] = _mm512_dpbusd_epi32(acc[2], bc(a2, 0), we);
+                        acc[3] = _mm512_dpbusd_epi32(acc[3], bc(a3, 0), we);
+                        odd[0] = _mm512_dpbusd_epi32(odd[0], bc(a0, 4), wo);
+                        odd[1] = _mm512_dpbusd_epi32(odd[1], bc(a1, 4), wo);
+                        odd[2] = _mm512_dpbusd_epi32(odd[2], bc(a2, 4), wo);
+                        odd[3] = _mm512_dpbusd_epi32(odd[3], bc(a3, 4), wo);
+                    }
+                    if let [w] = w2.remainder() {
+                        let w: __m512i = bytemuck::cast(*w);
+                        let t = [
+                            q0.remainder(),
+                            q1.remainder(),
+                            q2.remainder(),
+                            q3.remainder(),
+                        ];
+                        for (a, t) in acc.iter_mut().zip(t) {
+                            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(word(t, 0)), w);
+                        }
+                    }
+                }
+                for (a, o) in acc.iter_mut().zip(odd) {
+                    *a = _mm512_add_epi32(*a, o);
+                }
+                store_pooled(p, lut, pool, acc, blk, out, max_no_lut);
+            }
+        }
+    }
+}
+
+/// Pools the four windows' accumulators of 16 channels and stores them (as `conv_pool`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn store_pooled(
+    p: &ConvParams,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    acc: [__m512i; 4],
+    blk: &[i32],
+    out: &mut [i8],
+    max_no_lut: bool,
+) {
+    if max_no_lut {
+        // Requantization is monotonic (see `pool4`): pool the accumulators.
+        let m = _mm512_max_epi32(
+            _mm512_max_epi32(acc[0], acc[1]),
+            _mm512_max_epi32(acc[2], acc[3]),
+        );
+        finish16(m, blk, p.output_offset, p.act, out);
+    } else {
+        let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
+        for (l, o) in out.iter_mut().enumerate() {
+            let rq = Requant::new(
+                blk[16 + l],
+                blk[32 + l] as i8,
+                p.output_offset,
+                p.act.min,
+                p.act.max,
+            );
+            *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
+        }
+    }
+}
+
+/// Any other convolution with a 2x2 pool: lanes are 16 output channels; each tap pair of a
+/// window is broadcast against the 16 filters' weight pairs.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) fn conv_pool(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    if out_dims.is_empty() {
+        return;
+    }
+    let c = in_dims.c;
+    let (kh, kw) = (filter_dims.h, filter_dims.w);
+    let (sy, sx) = (p.stride[0], p.stride[1]);
+    let kvol = filter_dims.len();
+    let oc = out_dims.c;
+    let blocks = oc.div_ceil(16);
+    let wp = pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims);
+    let image: &[u8] = bytemuck::cast_slice(&s.image[..]);
+
+    // A kernel row is `run = kw * c` values, contiguous in the image too; `np` pairs (an odd
+    // last value pairs with a zero weight, the image value beside it adds nothing). Weights:
+    // `[block][ky][pair]`, 16 channel lanes each (zero past `oc`).
+    let run = kw * c;
+    let np = run.div_ceil(2);
+    let nk = kh * np;
+    let weights = &packed_filters(&mut s.packed, filter, [oc, kh, run, kvol, 2]).pairs;
+    let quant = grow(&mut s.quant, blocks * 48);
+    block_quant16(quant, q, bias);
+
+    let row_stride = wp * c;
+    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            // The four windows' first values in the padded image, in bytes.
+            let bases = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| 2 * ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c);
+            let out = &mut output[(py * out_dims.w + px) * oc..][..oc];
+            for ((blk, wblk), out) in quant
+                .chunks_exact(48)
+                .zip(weights.chunks_exact(nk))
+                .zip(out.chunks_mut(16))
+            {
+                let b = load_i32x16(blk);
+                // Two chains per window (even and odd pairs): `vpdpwssd`'s latency is hidden
+                // behind eight independent sums. (Plain loops: a closure here would not
+                // inherit the target features, and was not inlined.)
+                let mut acc = [b; 4];
+                let mut odd = [_mm512_setzero_si512(); 4];
+                let len = 4 * np;
+                for (ky, wrow) in wblk.chunks_exact(np).enumerate() {
+                    let at = 2 * ky * row_stride;
+                    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
+                        image.get(bases[0] + at..bases[0] + at + len),
+                        image.get(bases[1] + at..bases[1] + at + len),
+                        image.get(bases[2] + at..bases[2] + at + len),
+                        image.get(bases[3] + at..bases[3] + at + len),
+                    ) else {
+                        continue; // not reached: the padded image holds every window
+                    };
+                    let (mut w2, mut q0, mut q1, mut q2, mut q3) = (
+                        wrow.chunks_exact(2),
+                        r0.chunks_exact(8),
+                        r1.chunks_exact(8),
+                        r2.chunks_exact(8),
+                        r3.chunks_exact(8),
+                    );
+                    for (w, (((a0, a1), a2), a3)) in
+                        (&mut w2).zip((&mut q0).zip(&mut q1).zip(&mut q2).zip(&mut q3))
+                    {
+                        let (we, wo): (__m512i, __m512i) =
+                            (bytemuck::cast(w[0]), bytemuck::cast(w[1]));
+                        acc[0] = _mm512_dpwssd_epi32(acc[0], we, _mm512_set1_epi32(word(a0, 0)));
+                        acc[1] = _mm512_dpwssd_epi32(acc[1], we, _mm512_set1_epi32(word(a1, 0)));
+                        acc[2] = _mm512_dpwssd_epi32(acc[2], we, _mm512_set1_epi32(word(a2, 0)));
+                        acc[3] = _mm512_dpwssd_epi32(acc[3], we, _mm512_set1_epi32(word(a3, 0)));
+                        odd[0] = _mm512_dpwssd_epi32(odd[0], wo, _mm512_set1_epi32(word(a0, 4)));
+                        odd[1] = _mm512_dpwssd_epi32(odd[1], wo, _mm512_set1_epi32(word(a1, 4)));
+                        odd[2] = _mm512_dpwssd_epi32(odd[2], wo, _mm512_set1_epi32(word(a2, 4)));
+                        odd[3] = _mm512_dpwssd_epi32(odd[3], wo, _mm512_set1_epi32(word(a3, 4)));
+                    }
+                    // An odd number of pairs: the last one.
+                    if let [w] = w2.remainder() {
+                        let w: __m512i = bytemuck::cast(*w);
+                        let t = [
+                            q0.remainder(),
+                            q1.remainder(),
+                            q2.remainder(),
+                            q3.remainder(),
+                        ];
+                        for (a, t) in acc.iter_mut().zip(t) {
+                            *a = _mm512_dpwssd_epi32(*a, w, _mm512_set1_epi32(word(t, 0)));
+                        }
+                    }
+                }
+                for (a, o) in acc.iter_mut().zip(odd) {
+                    *a = _mm512_add_epi32(*a, o);
+                }
+                if max_no_lut {
+                    // Requantization is monotonic (see `pool4`): pool the accumulators.
+                    let m = _mm512_max_epi32(
+                        _mm512_max_epi32(acc[0], acc[1]),
+                        _mm512_max_epi32(acc[2], acc[3]),
+                    );
+                    finish16(m, blk, p.output_offset, p.act, out);
+                } else {
+                    let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
+                    for (l, o) in out.iter_mut().enumerate() {
+                        let rq = Requant::new(
+                            blk[16 + l],
+                            blk[32 + l] as i8,
+                            p.output_offset,
+                            p.act.min,
+                            p.act.max,
+                        );
+                        *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 64 i8 from the front of `s`; a shorter `s` is padded with zeros.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn load_i8x64(s: &[i8]) -> __m512i {
+    let a = match s.first_chunk::<64>() {
+        Some(a) => *a,
+        None => {
+            let mut a = [0i8; 64];
+            let n = s.len().min(64);
+            a[..n].copy_from_slice(&s[..n]);
+            a
+        }
+    };
+    bytemuck::cast(a)
+}
+
+/// [`dense`] with four inputs per lane: `vpdpbusd` on the input as `x + 128` (u8) and the
+/// weights as they are (no widening), 64 MACs per instruction, 8 rows per pass. The offset
+/// moves out of the sum: `sum(w * (x + off)) = sum(w * (x + 128)) + (off - 128) * sum(w)`,
+/// exact in i32; `sum(w)` comes from the same weight vectors against ones (masked past the
+/// row's end). Lanes summed as in AVX2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) fn dense_u8(
+    s: &mut Scratch,
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    q: &PerChannelQuant,
+    input: &[i8],
+    weights: &[i8],
+    bias: &[i32],
+    output: &mut [i8],
+) {
+    let n = input.len();
+    let outs = output.len();
+    if n == 0 || outs == 0 {
+        return;
+    }
+    // The input as u8, zero past `n`: a row's last chunk may read into the next row (or is
+    // zero-padded for the last row), which then adds nothing.
+    let x = grow(&mut s.bytes, n.next_multiple_of(64));
+    x.fill(0);
+    for (d, &v) in x.iter_mut().zip(input) {
+        *d = v as u8 ^ 0x80;
+    }
+    let xs: &[[u8; 64]] = bytemuck::cast_slice(&*x);
+    let (full, tail) = (n / 64, n % 64);
+    let ones = _mm512_set1_epi8(1);
+    let ones_tail = _mm512_maskz_mov_epi8((1u64 << tail).wrapping_sub(1), ones);
+    let k = _mm512_set1_epi32(input_offset.wrapping_sub(128));
+    let blocks = outs.div_ceil(8);
+    let quant = grow(&mut s.quant, blocks * 24);
+    super::block_quant(quant, q, bias);
+    for (b, (blk, out)) in quant.chunks_exact(24).zip(output.chunks_mut(8)).enumerate() {
+        // Rows past the last one repeat it; their lanes are not stored.
+        let mut rows: [&[[i8; 64]]; 8] = [&[]; 8];
+        let mut tails: [&[i8]; 8] = [&[]; 8];
+        for (l, (r, t)) in rows.iter_mut().zip(&mut tails).enumerate() {
+            let w = &weights[(8 * b + l).min(outs - 1) * n..];
+            let (whole, rest) = w.split_at(full * 64);
+            *r = bytemuck::cast_slice(whole);
+            *t = rest;
+        }
+        let mut acc = [_mm512_setzero_si512(); 8];
+        let mut sum = [_mm512_setzero_si512(); 8];
+        for (j, xv) in xs[..full].iter().enumerate() {
+            let xv: __m512i = bytemuck::cast(*xv);
+            for ((a, s), r) in acc.iter_mut().zip(&mut sum).zip(&rows) {
+                let w: __m512i = bytemuck::cast(r[j]);
+                *a = _mm512_dpbusd_epi32(*a, xv, w);
+                *s = _mm512_dpbusd_epi32(*s, ones, w);
+            }
+        }
+        if tail > 0 {
+            let xv: __m512i = bytemuck::cast(xs[full]);
+            for ((a, s), t) in acc.iter_mut().zip(&mut sum).zip(&tails) {
+                let w = load_i8x64(t);
+                *a = _mm512_dpbusd_epi32(*a, xv, w);
+                *s = _mm512_dpbusd_epi32(*s, ones_tail, w);
+            }
+        }
+        // Per row: the offset term, then the two 256-bit halves added: 8 rows of 8 lanes.
+        let mut halves = [_mm256_setzero_si256(); 8];
+        for ((h, a), s) in halves.iter_mut().zip(acc).zip(sum) {
+            let v = _mm512_add_epi32(a, _mm512_mullo_epi32(k, s));
+            *h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+        }
+        let total = _mm256_add_epi32(super::hsum8(&halves), super::load_i32x8(blk));
+        super::finish8(total, blk, output_offset, act, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::requantize;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// Every AVX-512 convolution path against the references, with input offsets over the
+        /// whole range the format allows (-255..=255: the i16 path where the u8 one cannot
+        /// pad), strides, paddings, tables and both pools.
+        #[test]
+        fn conv_paths_match_the_references_over_all_offsets(
+            (c, h, w, k, oc, pad, st) in (1usize..5, 2usize..12, 2usize..12, 1usize..6, 1usize..20, 0usize..3, 1usize..3),
+            offset in -255i32..=255, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
+            seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(),
+        ) {
+            use crate::kernels::{PoolParams, reference, window_out};
+            if !available() { return Ok(()); }
+            let (Some(ch), Some(cw)) = (window_out(h, k, st, 2 * pad), window_out(w, k, st, 2 * pad)) else { return Ok(()); };
+            if ch < 2 || cw < 2 { return Ok(()); }
+            let in_dims = Dims { h, w, c };
+            let fd = Dims { h: k, w: k, c };
+            let conv_dims = Dims { h: ch, w: cw, c: oc };
+            let out_dims = Dims { h: ch / 2, w: cw / 2, c: oc };
+            let p = ConvParams { input_offset: offset, output_offset: zo, stride: [st, st], padding: [pad, pad], act: Clamp::NONE };
+            let input = crate::testutil::bytes(in_dims.len(), seed);
+            let filter: Vec<i8> = crate::testutil::bytes(oc * fd.len(), !seed).into_iter().map(|v| v.max(-127)).collect();
+            let bias: Vec<i32> = (0..oc as i32).map(|i| i * 311 - 500).collect();
+            let (mult, shifts) = (vec![m; oc], vec![shift; oc]);
+            let q = PerChannelQuant { multiplier: &mult, shift: &shifts };
+            let mut table = [0i8; 256];
+            for (i, t) in table.iter_mut().enumerate() { *t = ((i as i32 * 37 + 11) % 256 - 128) as i8; }
+            let lut = with_lut.then_some(&table);
+            let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
+
+            let mut conv = vec![0i8; conv_dims.len()];
+            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
+            if let Some(t) = lut { for v in conv.iter_mut() { *v = t[(*v as i32 + 128) as usize]; } }
+            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
+            let mut expected = vec![0i8; out_dims.len()];
+            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) }
+
+            let mut s = Scratch::default();
+            let mut run = |f: ConvKernel| {
+                let mut out = vec![0i8; out_dims.len()];
+                // SAFETY: the features are present (checked above).
+                unsafe { f(&mut s, &p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut out) };
+                out
+            };
+            prop_assert_eq!(&run(conv_pool), &expected);
+            if u8_fits(&p) {
+                prop_assert_eq!(&run(conv_pool_u8), &expected);
+                // Again: the packed filters come from the cache this time.
+                prop_assert_eq!(&run(conv_pool_u8), &expected);
+            }
+            if c == 1 && st == 1 && k <= C1_MAX_KH {
+                prop_assert_eq!(&run(conv_pool_c1), &expected);
+            }
+        }
+
+        #[test]
+        fn requantize16_matches_requantize(
+            acc in proptest::array::uniform16(any::<i32>()),
+            m in proptest::array::uniform16(prop_oneof![Just(0i32), (1i32 << 30)..i32::MAX, 0..i32::MAX]),
+            shift in proptest::array::uniform16(-31i32..=30),
+        ) {
+            if !available() { return Ok(()); }
+            let expected: [i32; 16] = core::array::from_fn(|l| requantize(acc[l], m[l], shift[l]));
+            // SAFETY: the features are present (checked above).
+            let got: [i32; 16] = unsafe {
+                bytemuck::cast(requantize16(bytemuck::cast(acc), bytemuck::cast(m), bytemuck::cast(shift)))
+            };
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
