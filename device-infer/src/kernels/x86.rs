@@ -86,6 +86,8 @@ struct Scratch {
     packed: Vec<avx512::Packed>,
     /// The AVX-512 u8 image (`avx512::pad_image_u8`).
     bytes: Vec<u8>,
+    /// Its tap quads for a one-channel layer (`avx512::quad_table`).
+    quads: Vec<[u8; 64]>,
 }
 
 std::thread_local! {

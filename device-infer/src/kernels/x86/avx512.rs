@@ -8,7 +8,8 @@
 //!
 //! - One input channel (a grayscale first layer): as in AVX2, the lanes are pooled columns,
 //!   16 of them (a 12-wide pooled row in one vector instead of 8 + 4); with VBMI, four u8
-//!   taps per lane, gathered from one load by `vpermb`.
+//!   taps per lane, gathered by `vpermb` into a table of every image row's tap vectors once per
+//!   layer.
 //! - Other convolutions: the lanes are 16 output channels. Each tap pair of a window (two
 //!   consecutive values of a kernel row, contiguous in the HWC image) is broadcast and
 //!   multiplied by the 16 filters' weight pair: no patches, no lane sums, the four windows of a
@@ -216,11 +217,18 @@ pub(super) fn conv_pool_c1(
         };
     }
     let (words, start) = (&*words, &*start);
+    let groups = out_dims.w.div_ceil(16);
+    if u8_path {
+        let rows = 2 * out_dims.h + kh;
+        // SAFETY: the u8 path is only taken where the CPU has VBMI (`vbmi()` above).
+        unsafe { quad_table(&s.bytes, wp, rows, groups, &mut s.quads) };
+    }
     let img = C1Image {
         wide: &s.image[..],
-        bytes: &s.bytes[..],
+        quads: &s.quads[..],
         wp,
         kh,
+        groups,
     };
     match (u8_path, nw) {
         (true, 1) => c1_rows::<1, true>(&img, words, start, p, q, lut, pool, out_dims, output),
@@ -237,13 +245,40 @@ fn vbmi() -> bool {
     std::is_x86_feature_detected!("avx512vbmi")
 }
 
-/// The padded image of [`conv_pool_c1`]: `wide` (i16, `x + offset`) or `bytes` (u8,
-/// `x + 128`), whichever the path filled; its row length; the kernel height.
+/// The padded image of [`conv_pool_c1`]: `wide` (i16, `x + offset`), or for the u8 path its
+/// tap quads (see [`quad_table`]), whichever the path filled; its row length; the kernel
+/// height; the groups of 16 pooled columns.
 struct C1Image<'a> {
     wide: &'a [i16],
-    bytes: &'a [u8],
+    quads: &'a [[u8; 64]],
     wp: usize,
     kh: usize,
+    groups: usize,
+}
+
+/// For every row `y` of the u8 image, group `g` of 16 pooled columns, column phase `dx` and
+/// tap quad `j`, the vector whose lane `l` holds the taps at row `y` from column
+/// `2 * (16g + l) + dx + 4j`: `table[((y * groups + g) * 2 + dx) * 2 + j]`. Built once per
+/// layer (each row serves up to `kh / 2 + 1` pooled rows), with VBMI's `vpermb`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+fn quad_table(bytes: &[u8], wp: usize, rows: usize, groups: usize, table: &mut Vec<[u8; 64]>) {
+    let idx: [[__m512i; 2]; 2] = [
+        [bytemuck::cast(QUADS[0][0]), bytemuck::cast(QUADS[0][1])],
+        [bytemuck::cast(QUADS[1][0]), bytemuck::cast(QUADS[1][1])],
+    ];
+    let t = grow(table, rows * groups * 4);
+    for (y, row) in t.chunks_exact_mut(groups * 4).enumerate() {
+        for (g, out) in row.chunks_exact_mut(4).enumerate() {
+            let src = bytes
+                .get(y * wp + 32 * g..)
+                .and_then(|b| b.first_chunk::<64>())
+                .map_or(_mm512_setzero_si512(), |b| bytemuck::cast(*b));
+            out[0] = bytemuck::cast(_mm512_permutexvar_epi8(idx[0][0], src));
+            out[1] = bytemuck::cast(_mm512_permutexvar_epi8(idx[0][1], src));
+            out[2] = bytemuck::cast(_mm512_permutexvar_epi8(idx[1][0], src));
+            out[3] = bytemuck::cast(_mm512_permutexvar_epi8(idx[1][1], src));
+        }
+    }
 }
 
 /// `vpermb` indices putting, in lane `l`, the bytes `2l + at .. 2l + at + 4` of a 64-byte
@@ -262,17 +297,6 @@ const QUADS: [[[u8; 64]; 2]; 2] = {
     }
     t
 };
-
-/// The 16 lanes of four u8 taps each, `QUADS`-gathered from the 64 bytes at the front of `src`
-/// (zeros if shorter, which the padded image's slack rules out).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
-fn quads(src: &[u8], idx: &[u8; 64]) -> __m512i {
-    let v = src
-        .first_chunk::<64>()
-        .map_or(_mm512_setzero_si512(), |b| bytemuck::cast(*b));
-    _mm512_permutexvar_epi8(bytemuck::cast(*idx), v)
-}
 
 /// The loops of [`conv_pool_c1`] for `NP` words of taps per kernel row (pairs of i16, or
 /// quads of u8 when `U8`): the image vectors of 16 pooled outputs (rows `2 * py ..= 2 * py +
@@ -309,8 +333,10 @@ fn c1_rows<const NP: usize, const U8: bool>(
                 for (dx, vd) in vr.iter_mut().enumerate() {
                     for (j, vj) in vd.iter_mut().enumerate() {
                         *vj = if U8 {
-                            // SAFETY: `U8` is only chosen where the CPU has VBMI.
-                            unsafe { quads(&img.bytes[at..], &QUADS[dx][j.min(1)]) }
+                            let i = (((2 * py + r) * img.groups + px / 16) * 2 + dx) * 2 + j.min(1);
+                            img.quads
+                                .get(i)
+                                .map_or(_mm512_setzero_si512(), |v| bytemuck::cast(*v))
                         } else {
                             load32(&img.wide[at + dx + 2 * j..])
                         };
