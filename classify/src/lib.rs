@@ -14,15 +14,56 @@ use image::{GrayImage, Luma};
 pub const SIDE: u32 = 28;
 /// Side of the box the digit is scaled into.
 pub const BOX: u32 = 20;
+/// Images longer than this on either side are scaled down to it before preprocessing.
+pub const WORK_SIDE: u32 = 1024;
 
-/// Decodes a PNG, JPEG or PGM (P2 / P5) file's bytes into grey pixels.
+/// The largest image [`decode`] accepts, in each direction (a photo of a digit needs far less;
+/// a header may declare 65,535 x 65,535).
+pub const MAX_SIDE: u32 = 8192;
+/// The most memory the decoder may allocate for one image.
+pub const MAX_ALLOC: u64 = 256 << 20;
+
+/// Decodes a PNG, JPEG or PGM (P2 / P5) file's bytes into grey pixels. Images larger than
+/// [`MAX_SIDE`] in either direction, or needing more than [`MAX_ALLOC`] to decode, are errors
+/// before anything that size is allocated.
 pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
         return decode_pgm(bytes);
     }
-    let img = image::load_from_memory(bytes)
-        .context("not a PNG, JPEG or PGM image (or a damaged one)")?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("cannot read the image")?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        bail!("not a PNG, JPEG or PGM image");
+    }
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => anyhow::anyhow!(
+            "image too large ({l}): at most {MAX_SIDE} x {MAX_SIDE} pixels and {} MiB to decode",
+            MAX_ALLOC >> 20
+        ),
+        e => anyhow::anyhow!("not a PNG, JPEG or PGM image, or a damaged one: {e}"),
+    })?;
     Ok(img.to_luma8())
+}
+
+/// The body of the `image_decode` fuzz target (`fuzz/`), here so that plain `cargo test`
+/// replays its committed regression inputs: decode, then preprocess what decodes. Panics only
+/// on a bug.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `data` and makes an MNIST-style digit of what decodes; errors are fine.
+    pub fn image(data: &[u8]) {
+        if let Ok(img) = super::decode(data)
+            && let Ok(p) = super::mnist_style(&img)
+        {
+            assert_eq!(p.pixels.len(), (super::SIDE * super::SIDE) as usize);
+        }
+    }
 }
 
 /// A PGM image: `P5` (binary) or `P2` (ASCII), maxval up to 65535 (scaled to 8 bits).
@@ -57,8 +98,8 @@ fn decode_pgm(bytes: &[u8]) -> Result<GrayImage> {
             .with_context(|| format!("PGM {what} is not a positive number: {:?}", tokens[i]))
     };
     let (w, h, max) = (num(1, "width")?, num(2, "height")?, num(3, "maxval")?);
-    if max > 65535 || w > 16384 || h > 16384 {
-        bail!("PGM of {w}x{h}, maxval {max}: too large");
+    if max > 65535 || w > MAX_SIDE || h > MAX_SIDE {
+        bail!("PGM of {w}x{h}, maxval {max}: too large (at most {MAX_SIDE} x {MAX_SIDE})");
     }
     let n = (w * h) as usize;
     let scale = |v: u32| ((v.min(max) * 255 + max / 2) / max) as u8;
@@ -162,10 +203,25 @@ fn paper_level(v: &[f32], w: u32, h: u32) -> Vec<f32> {
 /// Turns a grey image of one digit (any size, either polarity) into an MNIST-style 28x28
 /// image. An image with no ink (flat) is an error.
 pub fn mnist_style(img: &GrayImage) -> Result<Prepared> {
-    let (w, h) = img.dimensions();
-    if w == 0 || h == 0 {
+    let (w0, h0) = img.dimensions();
+    if w0 == 0 || h0 == 0 {
         bail!("empty image");
     }
+    // A large photo is first brought down to WORK_SIDE (the digit keeps far more detail than
+    // 20x20 needs), which bounds the memory and time of what follows.
+    let scale = (w0.max(h0) as f32 / WORK_SIDE as f32).max(1.0);
+    let small;
+    let img = if scale > 1.0 {
+        let (w, h) = (
+            ((w0 as f32 / scale).round() as u32).max(1),
+            ((h0 as f32 / scale).round() as u32).max(1),
+        );
+        small = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+        &small
+    } else {
+        img
+    };
+    let (w, h) = img.dimensions();
     // Background: the median of the border pixels; light background -> dark ink: invert.
     let mut border: Vec<u8> = (0..w)
         .flat_map(|x| [img.get_pixel(x, 0)[0], img.get_pixel(x, h - 1)[0]])
@@ -239,7 +295,12 @@ pub fn mnist_style(img: &GrayImage) -> Result<Prepared> {
     Ok(Prepared {
         pixels,
         inverted,
-        bbox: (x0, y0, bw, bh),
+        bbox: if scale > 1.0 {
+            let up = |v: u32| (v as f32 * scale).round() as u32;
+            (up(x0), up(y0), up(bw), up(bh))
+        } else {
+            (x0, y0, bw, bh)
+        },
     })
 }
 
@@ -314,6 +375,65 @@ mod tests {
         let p = mnist_style(&img).unwrap();
         assert!(p.inverted);
         assert_eq!(p.bbox, (40, 30, 6, 90));
+    }
+
+    /// A PNG of `w` x `h` grey pixels as far as its header goes (IHDR, an empty IDAT, IEND).
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let body = [kind, data].concat();
+            let crc = device_infer::model::crc32(&body);
+            [
+                &(data.len() as u32).to_be_bytes()[..],
+                &body,
+                &crc.to_be_bytes(),
+            ]
+            .concat()
+        };
+        let ihdr = [&w.to_be_bytes()[..], &h.to_be_bytes(), &[8, 0, 0, 0, 0]].concat();
+        [
+            &b"\x89PNG\r\n\x1a\n"[..],
+            &chunk(b"IHDR", &ihdr),
+            &chunk(b"IDAT", &[]),
+            &chunk(b"IEND", &[]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn declared_sizes_past_the_limits_are_errors_before_any_allocation() {
+        let e = format!("{:#}", decode(&png_header(65_535, 65_535)).unwrap_err());
+        assert!(e.contains("image too large"), "{e}");
+        // A real 8x8 JPEG whose frame header (SOF0) is patched to declare 65,535 x 65,535.
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&GrayImage::from_pixel(8, 8, Luma([128])))
+            .unwrap();
+        let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+        let e = format!("{:#}", decode(&jpeg).unwrap_err());
+        assert!(e.contains("image too large"), "{e}");
+        let e = format!("{:#}", decode(b"P5 9000 10 255\n").unwrap_err());
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn a_large_photo_is_scaled_down_first() {
+        // 3000 x 2000, a bar 30 px wide and 1000 tall: found, and its box in input pixels.
+        let img = GrayImage::from_fn(3000, 2000, |x, y| {
+            Luma([if (1500..1530).contains(&x) && (500..1500).contains(&y) {
+                20
+            } else {
+                230
+            }])
+        });
+        let p = mnist_style(&img).unwrap();
+        let (x, y, w, h) = p.bbox;
+        assert!(
+            x.abs_diff(1500) <= 6 && y.abs_diff(500) <= 6,
+            "{:?}",
+            p.bbox
+        );
+        assert!(w.abs_diff(30) <= 9 && h.abs_diff(1000) <= 9, "{:?}", p.bbox);
     }
 
     #[test]

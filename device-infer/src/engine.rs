@@ -236,6 +236,14 @@ mod tract_engine {
             let proto = onnx
                 .proto_model_for_path(path)
                 .map_err(|e| err("cannot load", path, e))?;
+            // tract would read weights "in" external files at paths the model names (anywhere
+            // on the disk): a self-contained model only.
+            if let Some(name) = external_tensor(&proto) {
+                return Err(EngineError::Tract(std::format!(
+                    "{}: tensor {name:?} keeps its data in an external file; only self-contained ONNX models are loaded",
+                    path.display()
+                )));
+            }
             let output_zero_point = output_zero_point(&proto);
             let model = onnx
                 .model_for_proto_model(&proto)
@@ -275,6 +283,24 @@ mod tract_engine {
                 input: std::vec![0.0; shape.iter().product()],
             })
         }
+    }
+
+    /// The first tensor of the graph (an initializer or a node attribute's) whose data lives
+    /// in an external file.
+    fn external_tensor(proto: &tract_onnx::pb::ModelProto) -> Option<std::string::String> {
+        let g = proto.graph.as_ref()?;
+        let external = |t: &tract_onnx::pb::TensorProto| {
+            t.data_location == Some(1) || !t.external_data.is_empty()
+        };
+        g.initializer
+            .iter()
+            .chain(
+                g.node
+                    .iter()
+                    .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref())),
+            )
+            .find(|t| external(t))
+            .map(|t| t.name.clone())
     }
 
     /// The zero point of an int8 ONNX's output: the `y_zero_point` of the node that quantized

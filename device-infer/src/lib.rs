@@ -16,6 +16,8 @@ extern crate std;
 
 #[cfg(any(test, feature = "std"))]
 pub mod engine;
+#[cfg(feature = "std")]
+pub mod fuzzing;
 #[cfg(feature = "hal")]
 pub mod hal;
 pub mod kernels;

@@ -1395,6 +1395,23 @@ pub(crate) mod tests {
         );
     }
 
+    /// Writes the small models of the device-model fuzz targets' seed corpus when
+    /// `LENET_WRITE_FUZZ_SEEDS` names a folder (`fuzz/seeds/device_model`); a no-op otherwise.
+    #[test]
+    fn fuzz_seeds() {
+        let Some(dir) = std::env::var_os("LENET_WRITE_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("conv-max-dense.lnq8"), write(&spec())).unwrap();
+        let mut s = spec();
+        s.layers[0].kind = Kind::Conv2d(Some(Pool2x2::Avg));
+        s.layers[0].lut = Some(core::array::from_fn(|i| {
+            (i as i32 - 128).clamp(-100, 100) as i8
+        }));
+        std::fs::write(dir.join("conv-avg-lut-dense.lnq8"), write(&s)).unwrap();
+    }
+
     #[test]
     fn mutated_models_never_panic() {
         let file = write(&spec());

@@ -235,7 +235,13 @@ pub fn load(dir: &Path) -> Result<GoldenSet> {
         "{}: incomplete golden set (no cases, tolerances or input shape)",
         path.display()
     );
-    let len: usize = set.input_shape.iter().map(|&d| d as usize).product();
+    let dims: Vec<usize> = set.input_shape.iter().map(|&d| d as usize).collect();
+    let len = crate::graph::elements(&dims).with_context(|| {
+        format!(
+            "{}: input shape {dims:?} has too many values",
+            path.display()
+        )
+    })?;
     for (i, c) in set.cases.iter().enumerate() {
         ensure!(
             c.pixels.len() == len && !c.float_logits.is_empty(),

@@ -155,6 +155,19 @@ fn dtype_name(t: i32) -> String {
         .unwrap_or_else(|_| format!("unknown ({t})"))
 }
 
+/// The most values one tensor (a constant or the graph's input) may have: 2^31, far past any
+/// model a microcontroller or this tool handles, and small enough that byte counts of every
+/// element type fit in any `usize` arithmetic that follows.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The number of values of `dims`, if it is at most [`MAX_ELEMENTS`] (checked products: no
+/// wrap-around).
+pub fn elements(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+}
+
 /// Decodes a TensorProto holding float32 or int64 data.
 pub fn constant_of(t: &TensorProto, what: &str) -> Result<Constant> {
     let dims: Vec<usize> = t
@@ -162,12 +175,25 @@ pub fn constant_of(t: &TensorProto, what: &str) -> Result<Constant> {
         .iter()
         .map(|&d| usize::try_from(d).with_context(|| format!("{what}: negative dimension {d}")))
         .collect::<Result<_>>()?;
-    let n: usize = dims.iter().product();
+    // Weights in another file are not read: a path in the model could point anywhere.
+    if t.data_location == protos::onnx::tensor_proto::DataLocation::External as i32
+        || !t.external_data.is_empty()
+    {
+        bail!(
+            "{what}: its data is in an external file ({}); only self-contained models are read (save the ONNX without external data)",
+            t.external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .map_or("no location given", |e| e.value.as_str())
+        );
+    }
+    // Checked: dims such as [2^62, 4] would wrap to 0 values and pass for an empty tensor.
+    let n = elements(&dims).with_context(|| format!("{what}: dims {dims:?}: too many values"))?;
     let raw = |width: usize| -> Result<Option<&[u8]>> {
         if t.raw_data.is_empty() {
             return Ok(None);
         }
-        if t.raw_data.len() != n * width {
+        if Some(t.raw_data.len()) != n.checked_mul(width) {
             bail!(
                 "{what}: raw_data holds {} bytes, dims {dims:?} need {}",
                 t.raw_data.len(),
@@ -541,14 +567,15 @@ fn static_shape(v: &protos::onnx::ValueInfoProto, what: &str) -> Result<Vec<usiz
         .shape
         .as_ref()
         .with_context(|| format!("{what} {}: no shape", v.name))?;
-    shape
+    let dims = shape
         .dim
         .iter()
         .enumerate()
         .map(|(i, d)| {
             use protos::onnx::tensor_shape_proto::dimension::Value;
             match &d.value {
-                Some(Value::DimValue(n)) if *n > 0 => Ok(*n as usize),
+                Some(Value::DimValue(n)) if *n > 0 => usize::try_from(*n)
+                    .with_context(|| format!("{what} {}: dimension {i} is too large", v.name)),
                 Some(Value::DimParam(p)) => bail!(
                     "{what} {}: dimension {i} is symbolic ({p:?}); export with static shapes (host-train export-onnx without --dynamic-batch)",
                     v.name
@@ -556,5 +583,12 @@ fn static_shape(v: &protos::onnx::ValueInfoProto, what: &str) -> Result<Vec<usiz
                 _ => bail!("{what} {}: dimension {i} has no static size", v.name),
             }
         })
-        .collect()
+        .collect::<Result<Vec<usize>>>()?;
+    if elements(&dims).is_none() {
+        bail!(
+            "{what} {}: shape {dims:?} has more than {MAX_ELEMENTS} values",
+            v.name
+        );
+    }
+    Ok(dims)
 }

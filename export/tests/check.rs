@@ -390,3 +390,159 @@ fn shape_errors_name_the_node() {
     });
     assert!(err(&m).contains("node conv: group 2 is not supported"));
 }
+
+// Hostile ONNX files (docs/reliability.md): each refused with the error of its guard.
+
+#[test]
+fn hostile_shape_products_that_would_overflow() {
+    // An initializer of [2^62, 4] values and no data: the product wraps to 0 unchecked.
+    let mut m = model();
+    m.graph.as_mut().unwrap().initializer[0] = tensor("w", &[1 << 62, 4], vec![]);
+    let e = err(&m);
+    assert!(
+        e.contains("initializer w") && e.contains("too many values"),
+        "{e}"
+    );
+    // 0x40000001 floats in 4 bytes of raw_data (0x40000001 x 4 wraps to 4 in 32 bits).
+    let mut m = model();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    *w = tensor("w", &[0x4000_0001], vec![]);
+    w.raw_data = vec![0; 4];
+    let e = err(&m);
+    assert!(e.contains("raw_data holds 4 bytes"), "{e}");
+    // A graph input of 2^80 values.
+    let mut m = model();
+    m.graph.as_mut().unwrap().input[0] = value("x", &[1, 1, 1 << 40, 1 << 40]);
+    let e = err(&m);
+    assert!(e.contains("has more than 2147483648 values"), "{e}");
+}
+
+#[test]
+fn hostile_windows_strides_and_pads() {
+    let set = |name: &str, v: &[i64]| {
+        let mut m = model();
+        let conv = &mut nodes(&mut m)[0];
+        conv.attribute
+            .retain(|a| a.name != "auto_pad" && a.name != name);
+        conv.attribute.push(ints(name, v));
+        err(&m)
+    };
+    let e = set("strides", &[0, 1]);
+    assert!(
+        e.contains("strides [0, 1] must be two positive values"),
+        "{e}"
+    );
+    let e = set("pads", &[i64::MAX, 0, i64::MAX, 0]);
+    assert!(e.contains("node conv"), "{e}");
+    let e = set("kernel_shape", &[i64::MAX, 3]);
+    assert!(e.contains("node conv"), "{e}");
+    let e = set("dilations", &[0, 0]);
+    assert!(
+        e.contains("dilations [0, 0] must be two positive values"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hostile_protobuf_nested_a_thousand_deep() {
+    // A graph attribute holding a graph holding ... 1,000 levels: prost's recursion limit
+    // refuses it while decoding, before anything is built.
+    let mut g = GraphProto::default();
+    for _ in 0..1000 {
+        g = GraphProto {
+            node: vec![NodeProto {
+                attribute: vec![AttributeProto {
+                    name: "body".into(),
+                    r#type: AttributeType::Graph as i32,
+                    g: Some(g),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+    }
+    let m = ModelProto {
+        graph: Some(g),
+        ..model()
+    };
+    let e = format!("{:#}", graph::parse(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("not an ONNX model") && e.contains("recursion"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hostile_a_graph_of_a_million_nodes() {
+    // 1,000,000 chained Relus: read and checked in linear time and memory (the device format
+    // then refuses what it cannot hold; here only that nothing is quadratic or panics).
+    let mut m = model();
+    let n = 1_000_000;
+    let g = m.graph.as_mut().unwrap();
+    g.node[5].output[0] = "r0".into();
+    for i in 0..n {
+        let out = if i + 1 == n {
+            "y".to_string()
+        } else {
+            format!("r{}", i + 1)
+        };
+        g.node.push(NodeProto {
+            name: format!("relu{i}"),
+            op_type: "Relu".into(),
+            input: vec![format!("r{i}")],
+            output: vec![out],
+            ..Default::default()
+        });
+    }
+    let t = std::time::Instant::now();
+    let g = graph::parse(&m.encode_to_vec()).unwrap();
+    let a = ops::analyse(&g).unwrap();
+    let r = check::report(&g, &a, None);
+    assert!(
+        r.text.contains("Relu"),
+        "{}",
+        &r.text[..200.min(r.text.len())]
+    );
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+}
+
+#[test]
+fn hostile_missing_parts_and_external_data() {
+    let m = ModelProto {
+        graph: None,
+        ..model()
+    };
+    assert!(err(&m).contains("model.graph is missing"));
+    // A Constant whose `value` attribute carries no tensor.
+    let mut m = model();
+    nodes(&mut m).insert(
+        0,
+        node(
+            "k",
+            "Constant",
+            &[],
+            &["kk"],
+            vec![AttributeProto {
+                name: "value".into(),
+                r#type: AttributeType::Tensor as i32,
+                ..Default::default()
+            }],
+        ),
+    );
+    assert!(err(&m).contains("node k: Constant without a tensor 'value'"));
+    // Weights "in" a file outside the model's folder: refused without reading anything.
+    let mut m = model();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.float_data.clear();
+    w.data_location = protos::onnx::tensor_proto::DataLocation::External as i32;
+    w.external_data = vec![protos::onnx::StringStringEntryProto {
+        key: "location".into(),
+        value: "../../../../etc/passwd".into(),
+    }];
+    let e = err(&m);
+    assert!(
+        e.contains("initializer w: its data is in an external file (../../../../etc/passwd)"),
+        "{e}"
+    );
+}

@@ -125,4 +125,28 @@ fn bad_inputs_are_errors_that_say_why() {
         e.starts_with("tract: cannot load") && e.contains("junk.onnx"),
         "{e}"
     );
+
+    // A model whose weights "live" in a file outside its folder: refused before tract could
+    // open that path.
+    use protos::Message as _;
+    let bytes = std::fs::read(fixture_dir().join("model.onnx")).unwrap();
+    let mut m = protos::onnx::ModelProto::decode(&bytes[..]).unwrap();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    let name = w.name.clone();
+    w.raw_data.clear();
+    w.float_data.clear();
+    w.data_location = protos::onnx::tensor_proto::DataLocation::External as i32;
+    w.external_data = vec![protos::onnx::StringStringEntryProto {
+        key: "location".into(),
+        value: "../../../../etc/passwd".into(),
+    }];
+    let evil = dir.path().join("evil.onnx");
+    std::fs::write(&evil, m.encode_to_vec()).unwrap();
+    let e = Tract::load(&evil).err().unwrap().to_string();
+    assert!(
+        e.contains(&format!(
+            "tensor {name:?} keeps its data in an external file"
+        )),
+        "{e}"
+    );
 }

@@ -248,7 +248,10 @@ pub fn window_out(
     pad_end: usize,
 ) -> Option<usize> {
     (stride > 0).then_some(())?;
-    (input + pad_begin + pad_end)
+    // Checked: pads and kernels come from the file (up to 2^63).
+    input
+        .checked_add(pad_begin)?
+        .checked_add(pad_end)?
         .checked_sub(k)
         .map(|n| n / stride + 1)
 }
@@ -279,8 +282,14 @@ pub fn resolve_pads(
             // Output ceil(in / stride); total padding split, the odd one at the end (UPPER).
             let mut pads = [0usize; 4];
             for axis in 0..2 {
-                let out = hw[axis].div_ceil(s[axis]);
-                let total = ((out - 1) * s[axis] + k[axis]).saturating_sub(hw[axis]);
+                let out = hw[axis].div_ceil(s[axis].max(1));
+                // Saturating: strides and kernels come from the file; an absurd result fails
+                // the output-size check that follows.
+                let total = out
+                    .saturating_sub(1)
+                    .saturating_mul(s[axis])
+                    .saturating_add(k[axis])
+                    .saturating_sub(hw[axis]);
                 let (small, big) = (total / 2, total - total / 2);
                 let (begin, end) = if auto == "SAME_UPPER" {
                     (small, big)

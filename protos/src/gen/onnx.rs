@@ -203,6 +203,11 @@ pub struct TensorProto {
     pub double_data: ::prost::alloc::vec::Vec<f64>,
     #[prost(uint64, repeated, tag = "11")]
     pub uint64_data: ::prost::alloc::vec::Vec<u64>,
+    /// Read only to refuse them: weights in another file (a path the model chooses).
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: ::prost::alloc::vec::Vec<StringStringEntryProto>,
+    #[prost(enumeration = "tensor_proto::DataLocation", tag = "14")]
+    pub data_location: i32,
 }
 /// Nested message and enum types in `TensorProto`.
 pub mod tensor_proto {
@@ -283,6 +288,42 @@ pub mod tensor_proto {
                 "COMPLEX64" => Some(Self::Complex64),
                 "COMPLEX128" => Some(Self::Complex128),
                 "BFLOAT16" => Some(Self::Bfloat16),
+                _ => None,
+            }
+        }
+    }
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
+    #[repr(i32)]
+    pub enum DataLocation {
+        Default = 0,
+        External = 1,
+    }
+    impl DataLocation {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Default => "DEFAULT",
+                Self::External => "EXTERNAL",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "DEFAULT" => Some(Self::Default),
+                "EXTERNAL" => Some(Self::External),
                 _ => None,
             }
         }
