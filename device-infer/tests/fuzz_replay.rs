@@ -13,6 +13,9 @@ fn inputs(dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
         };
         for e in rd {
             let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ".keep") {
+                continue;
+            }
             if p.is_file() {
                 v.push((p.clone(), std::fs::read(&p).unwrap()));
             }

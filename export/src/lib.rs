@@ -15,6 +15,8 @@ pub mod check;
 pub mod deploy;
 pub mod edge;
 pub mod float;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod golden;
 pub mod graph;
 pub mod ops;

@@ -15,6 +15,8 @@ pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod figures;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kernels;
 pub mod models;
 pub mod onnx;

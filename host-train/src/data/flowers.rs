@@ -661,6 +661,30 @@ mod tests {
     }
 
     #[test]
+    fn hostile_jpegs_and_folders_of_empty_files() {
+        // A real JPEG whose frame header claims 65,535 x 65,535: the decode limits refuse it
+        // before its 12 GiB of pixels are allocated.
+        let mut big = jpeg(16, 16, [9, 9, 9]);
+        let sof = big.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        big[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+        let e = decode_resize(Path::new("big.jpg"), &big, 16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("big.jpg") && e.contains("cannot decode the JPEG") && e.contains("limit"),
+            "{e}"
+        );
+        // A class folder whose every file is empty: the first one is named.
+        let d = tempfile::tempdir().unwrap();
+        class_folders(d.path(), 1);
+        for e in std::fs::read_dir(d.path().join("03")).unwrap() {
+            std::fs::write(e.unwrap().path(), b"").unwrap();
+        }
+        let e = decode_all(d.path(), 16, None).unwrap_err().to_string();
+        assert!(e.contains("03/") && e.contains("empty file"), "{e}");
+    }
+
+    #[test]
     fn flat_layout_labels_by_number_and_needs_every_file() {
         let d = tempfile::tempdir().unwrap();
         let jpg = d.path().join("jpg");

@@ -18,18 +18,47 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a file whole, transparently gunzipping it when it starts with the gzip magic.
+/// The most bytes a gzipped dataset file may expand to (MNIST's largest is 47 MB, a CIFAR-10
+/// batch 31 MB): a small file that would expand past it (a gzip bomb) is an error, not an
+/// allocation of everything it claims.
+pub const MAX_GUNZIPPED: u64 = 1 << 30;
+
+/// Reads a file whole, transparently gunzipping it when it starts with the gzip magic (every
+/// member of a multi-member file; each member's CRC is checked).
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    read_maybe_gz_limited(path, MAX_GUNZIPPED)
+}
+
+/// [`read_maybe_gz`] with another limit on the gunzipped size.
+pub fn read_maybe_gz_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::bad(path, format!("corrupt or truncated gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    maybe_gunzip(path, raw, limit)
+}
+
+/// `raw` (the bytes of `path`, named in errors) gunzipped when it starts with the gzip magic,
+/// to at most `limit` bytes; as it is otherwise.
+pub fn maybe_gunzip(path: &Path, raw: Vec<u8>, limit: u64) -> Result<Vec<u8>, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::with_capacity((raw.len() as u64 * 4).min(limit) as usize);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::bad(path, format!("corrupt or truncated gzip stream: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(DataError::bad(
+            path,
+            format!("gunzips to more than {limit} bytes: not a dataset file (a gzip bomb?)"),
+        ));
+    }
+    if out.starts_with(&[0x1f, 0x8b]) {
+        return Err(DataError::bad(
+            path,
+            "still gzipped after gunzipping: the file was gzipped twice (gunzip it once)",
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses an IDX byte buffer, checking the magic, the element type, the rank and that the data
@@ -180,6 +209,58 @@ mod tests {
         let mut enc = encode(&[1], &[7]);
         enc.push(0);
         assert!(err(&enc, 1).contains("1 trailing bytes"));
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_header_claiming_u32_max_images_is_refused_before_copying() {
+        // 4,294,967,295 images of 28x28 and one byte of data: the check compares lengths; the
+        // data is only copied once they agree (burn's loader allocated 784 x count).
+        let mut enc = encode(&[u32::MAX as usize, 28, 28], &[0]);
+        let e = err(&enc, 3);
+        assert!(
+            e.contains("truncated: header says [4294967295, 28, 28] = 3367254359280 bytes"),
+            "{e}"
+        );
+        // Dimensions whose product overflows 64 bits cannot be written in u32s (at most 2^96
+        // for rank 3); rank 4 of u32::MAX each is 2^128: refused as an overflow.
+        enc = encode(&[u32::MAX as usize; 4], &[]);
+        assert!(err(&enc, 4).contains("overflow"));
+    }
+
+    #[test]
+    fn double_gzip_multi_member_bad_crc_and_bombs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        let data = encode(&[100], &[3; 100]);
+        // Gzipped twice: named as such.
+        std::fs::write(&path, gz(&gz(&data))).unwrap();
+        let e = read(&path, 1).unwrap_err().to_string();
+        assert!(e.contains("x.gz") && e.contains("gzipped twice"), "{e}");
+        // Two members, as `cat a.gz b.gz` makes: read as one stream.
+        std::fs::write(&path, [gz(&data[..50]), gz(&data[50..])].concat()).unwrap();
+        assert_eq!(read(&path, 1).unwrap().data, vec![3; 100]);
+        // A wrong CRC in the trailer.
+        let mut bad = gz(&data);
+        let n = bad.len();
+        bad[n - 8] ^= 0xFF;
+        std::fs::write(&path, &bad).unwrap();
+        let e = read(&path, 1).unwrap_err().to_string();
+        assert!(e.contains("corrupt or truncated gzip stream"), "{e}");
+        // 64 KiB of zeros past a 4 KiB limit: refused without reading it all.
+        std::fs::write(&path, gz(&vec![0; 64 << 10])).unwrap();
+        let e = read_maybe_gz_limited(&path, 4096).unwrap_err().to_string();
+        assert!(e.contains("gunzips to more than 4096 bytes"), "{e}");
+        assert_eq!(
+            read_maybe_gz_limited(&path, 64 << 10).unwrap().len(),
+            64 << 10
+        );
     }
 
     #[test]
