@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-16}"
-export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}"
+# Isolation off: proptest reads the working directory and the environment.
+export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance -Zmiri-disable-isolation}"
+export PROPTEST_DISABLE_FAILURE_PERSISTENCE=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_MIRI:-/var/tmp/lenet-miri-target}"
 filters=("$@")
 if [ ${#filters[@]} -eq 0 ]; then

@@ -1417,7 +1417,9 @@ pub(crate) mod tests {
         let file = write(&spec());
         let mut st = 0x9E37_79B9_7F4A_7C15u64;
         let mut accepted = 0;
-        for _ in 0..20_000 {
+        // Miri (scripts/miri.sh) runs a few hundred: each mutation costs it a second.
+        let n = if cfg!(miri) { 200 } else { 20_000 };
+        for _ in 0..n {
             let mut f = file.clone();
             for _ in 0..2 {
                 st ^= st << 13;
@@ -1438,6 +1440,6 @@ pub(crate) mod tests {
             }
         }
         // Most mutations hit weights or reserved bytes and stay valid models.
-        assert!(accepted > 1000, "{accepted}");
+        assert!(accepted > n / 20, "{accepted}");
     }
 }

@@ -422,7 +422,9 @@ fn patch_impl<const PADDED: bool>(
                 // Each kernel row is one contiguous run of the input (kx_lo..kx_hi, all
                 // channels): HWC rows and the [kh][kw][c] patch share their inner order.
                 let run = (kx_hi - kx_lo) * c;
-                if run > 0 {
+                // A window wholly inside the vertical padding has no rows (its first row
+                // index would be negative): nothing to copy.
+                if run > 0 && win.ky.0 < win.ky.1 {
                     let col = (win.ix0 + kx_lo as isize) as usize;
                     let iy = (win.iy0 + win.ky.0 as isize) as usize;
                     let mut src = (iy * in_dims.w + col) * c;
