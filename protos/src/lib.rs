@@ -28,12 +28,14 @@ pub mod fuzzing {
     use super::Message;
 
     /// Decodes `data` as each message the tools read; what decodes must survive a round trip
-    /// through its encoding unchanged.
+    /// through its encoding unchanged (compared as bytes: a NaN float is not equal to itself,
+    /// which the first version of this check took for a bug; `fuzz/regressions/protos`).
     pub fn messages(data: &[u8]) {
-        fn roundtrip<M: Message + Default + PartialEq + std::fmt::Debug>(data: &[u8]) {
+        fn roundtrip<M: Message + Default>(data: &[u8]) {
             if let Ok(m) = M::decode(data) {
-                let again = M::decode(&m.encode_to_vec()[..]).expect("re-decodes");
-                assert_eq!(again, m);
+                let bytes = m.encode_to_vec();
+                let again = M::decode(&bytes[..]).expect("re-decodes");
+                assert_eq!(again.encode_to_vec(), bytes);
             }
         }
         roundtrip::<super::onnx::ModelProto>(data);
