@@ -327,7 +327,7 @@ fn c1_rows<const NP: usize, const U8: bool>(
         for px in (0..out_dims.w).step_by(16) {
             let count = (out_dims.w - px).min(16);
             // Lane l of `v[r][dx][j]`: the taps at row 2py + r from column 2(px + l) + dx +
-            // NP_TAPS * j (two i16, or four u8 gathered from one 64-byte load by `vpermb`).
+            // 2j (two i16), or + 4j (four u8, from the quad table).
             for (r, vr) in v.iter_mut().take(kh + 1).enumerate() {
                 let at = (2 * py + r) * wp + 2 * px;
                 for (dx, vd) in vr.iter_mut().enumerate() {
