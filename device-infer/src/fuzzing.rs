@@ -82,3 +82,76 @@ pub fn device_model(data: &[u8]) {
     }
     assert!(m.run(&x[..n.saturating_sub(1)], &mut arena).is_err() || n == 0);
 }
+
+/// The fields of the format a structured mutation may set: (offset, width in bytes). Header
+/// fields first (arena length, buffer split, layer and output counts, input dims, zero points,
+/// input quantization, table offset), then the fields of a layer entry, relative to it.
+const HEADER_FIELDS: [(usize, usize); 13] = [
+    (16, 4),
+    (20, 4),
+    (24, 2),
+    (26, 2),
+    (28, 2),
+    (30, 2),
+    (32, 2),
+    (34, 1),
+    (35, 1),
+    (36, 4),
+    (40, 1),
+    (44, 4),
+    (8, 4),
+];
+const ENTRY_FIELDS: [(usize, usize); 28] = [
+    (0, 1),
+    (1, 1),
+    (2, 2),
+    (4, 2),
+    (6, 2),
+    (8, 2),
+    (10, 2),
+    (12, 2),
+    (14, 1),
+    (15, 1),
+    (16, 1),
+    (17, 1),
+    (18, 1),
+    (19, 1),
+    (20, 4),
+    (24, 4),
+    (28, 1),
+    (29, 1),
+    (30, 1),
+    (32, 4),
+    (36, 4),
+    (40, 4),
+    (44, 4),
+    (48, 4),
+    (52, 4),
+    (56, 4),
+    (60, 1),
+    (61, 1),
+];
+
+/// A valid model (`base`) with hostile fields: `data` is read as records of 6 bytes (field,
+/// layer, value as u32), each setting one header or entry field; the result is re-sealed and
+/// loaded as [`device_model`] does. A structured target: raw bytes would spend their time on
+/// the magic and the CRC.
+pub fn device_model_fields(base: &[u8], data: &[u8]) {
+    let mut f = base.to_vec();
+    for rec in data.chunks_exact(6) {
+        let (field, layer) = (rec[0] as usize, rec[1] as usize);
+        let value = u32::from_le_bytes([rec[2], rec[3], rec[4], rec[5]]);
+        let all = HEADER_FIELDS.len() + ENTRY_FIELDS.len();
+        let (at, width) = match field % all {
+            i if i < HEADER_FIELDS.len() => HEADER_FIELDS[i],
+            i => {
+                let (off, w) = ENTRY_FIELDS[i - HEADER_FIELDS.len()];
+                (48 + (layer % 4) * 64 + off, w)
+            }
+        };
+        if let Some(dst) = f.get_mut(at..at + width) {
+            dst.copy_from_slice(&value.to_le_bytes()[..width]);
+        }
+    }
+    device_model(&sealed(&f));
+}

@@ -47,6 +47,29 @@ fn seeds_and_regressions_replay() {
         eprintln!("{}", path.display());
         device_infer::fuzzing::device_model(&device_infer::fuzzing::sealed(&data));
     }
+    // The structured target: its first byte picks one of the two seed models.
+    let models: Vec<Vec<u8>> = ["conv-max-dense.lnq8", "conv-avg-lut-dense.lnq8"]
+        .iter()
+        .map(|n| {
+            std::fs::read(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../fuzz/seeds/device_model")
+                    .join(n),
+            )
+            .unwrap()
+        })
+        .collect();
+    let fields = inputs(&[
+        "seeds/device_model_fields",
+        "regressions/device_model_fields",
+    ]);
+    assert!(fields.len() >= 2);
+    for (path, data) in fields {
+        eprintln!("{}", path.display());
+        if let Some((&pick, rest)) = data.split_first() {
+            device_infer::fuzzing::device_model_fields(&models[pick as usize % 2], rest);
+        }
+    }
 }
 
 #[test]
