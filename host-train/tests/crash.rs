@@ -143,3 +143,80 @@ fn sigkill_a_failing_write_and_a_stale_file_then_resume_ends_as_the_uninterrupte
     );
     assert!(!killed.join(".checkpoint.bin.tmp").exists());
 }
+
+/// Mounts a tmpfs of `size` at `dir` (root only, where the container allows it).
+fn mount_tmpfs(dir: &Path, size: &str) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Unmounts `dir` when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_run_with_a_message_and_keeps_the_checkpoint() {
+    // A real full disk: a small tmpfs, filled up while the run trains on it. Where no tmpfs
+    // can be mounted (not root, a locked-down container) the injected failing write of the
+    // test above stands in for it.
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    std::fs::create_dir(&mnt).unwrap();
+    if !mount_tmpfs(&mnt, "8m") {
+        eprintln!("no tmpfs can be mounted here: the injected write failure covers this case");
+        return;
+    }
+    let _guard = Unmount(mnt.clone());
+    let (whole, run) = (dir.path().join("whole"), mnt.join("run"));
+    let steps = 4800;
+    ok(&mut train(&whole, steps));
+    let mut child = train(&run, steps)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while rows_now(&run) < 5 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the disk filled"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Fill the disk.
+    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    use std::io::Write as _;
+    while filler.write_all(&chunk).is_ok() {}
+    let _ = filler.sync_all();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must stop on a full disk");
+    assert!(
+        err.contains("No space left on device") || err.contains("cannot"),
+        "{err}"
+    );
+    // The checkpoint on the full disk is whole: with room again, the run resumes from it and
+    // ends as the uninterrupted one.
+    drop(filler);
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    ok(&mut resume(&run));
+    assert_eq!(deterministic(&rows(&run)), deterministic(&rows(&whole)));
+}
+
+/// Rows of metrics.csv so far (0 before it exists).
+fn rows_now(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
