@@ -723,17 +723,22 @@ pub fn deploy(cfg: &Config) -> Result<Report> {
 
 /// The first differing digits between board and host, for an error message.
 pub fn mismatches(report: &Report, limit: usize) -> String {
+    let board: Vec<&[i8]> = report.run.digits.iter().map(|d| &d.outputs[..]).collect();
+    differing_outputs(&board, &report.host_outputs, limit)
+}
+
+/// The first `limit` digits whose board outputs differ from the host's, one pair of lines
+/// each (also the Linux boards' report, `edge::mismatches`).
+pub fn differing_outputs(board: &[&[i8]], host: &[Vec<i8>], limit: usize) -> String {
     let mut s = String::new();
-    for (i, (d, h)) in report
-        .run
-        .digits
+    for (i, (b, h)) in board
         .iter()
-        .zip(&report.host_outputs)
+        .zip(host)
         .enumerate()
-        .filter(|(_, (d, h))| d.outputs != **h)
+        .filter(|(_, (b, h))| **b != &h[..])
         .take(limit)
     {
-        let _ = writeln!(s, "digit {i}: board {:?}\n          host  {h:?}", d.outputs);
+        let _ = writeln!(s, "digit {i}: board {b:?}\n          host  {h:?}");
     }
     s
 }

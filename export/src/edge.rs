@@ -454,19 +454,8 @@ pub fn deploy(cfg: &Config) -> Result<Report> {
 
 /// The first differing digits between board and host, for an error message.
 pub fn mismatches(report: &Report, limit: usize) -> String {
-    let mut s = String::new();
-    for (i, (d, h)) in report
-        .run
-        .digits
-        .iter()
-        .zip(&report.host_outputs)
-        .enumerate()
-        .filter(|(_, (d, h))| d.codes != **h)
-        .take(limit)
-    {
-        let _ = writeln!(s, "digit {i}: board {:?}\n          host  {h:?}", d.codes);
-    }
-    s
+    let board: Vec<&[i8]> = report.run.digits.iter().map(|d| &d.codes[..]).collect();
+    deploy::differing_outputs(&board, &report.host_outputs, limit)
 }
 
 #[cfg(test)]

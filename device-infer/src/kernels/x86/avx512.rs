@@ -741,26 +741,7 @@ pub(super) fn conv_pool(
                 for (a, o) in acc.iter_mut().zip(odd) {
                     *a = _mm512_add_epi32(*a, o);
                 }
-                if max_no_lut {
-                    // Requantization is monotonic (see `pool4`): pool the accumulators.
-                    let m = _mm512_max_epi32(
-                        _mm512_max_epi32(acc[0], acc[1]),
-                        _mm512_max_epi32(acc[2], acc[3]),
-                    );
-                    finish16(m, blk, p.output_offset, p.act, out);
-                } else {
-                    let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
-                    for (l, o) in out.iter_mut().enumerate() {
-                        let rq = Requant::new(
-                            blk[16 + l],
-                            blk[32 + l] as i8,
-                            p.output_offset,
-                            p.act.min,
-                            p.act.max,
-                        );
-                        *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
-                    }
-                }
+                store_pooled(p, lut, pool, acc, blk, out, max_no_lut);
             }
         }
     }
