@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-    let boards: Vec<&str> = ["mps2-an386", "microbit"]
+    let boards: Vec<&str> = ["mps2-an386", "mps2-an500", "microbit"]
         .into_iter()
         .filter(|b| {
             env::var_os(format!(
@@ -23,11 +23,13 @@ fn main() {
         })
         .collect();
     let [board] = boards[..] else {
-        panic!("enable exactly one board feature: mps2-an386 or microbit (got {boards:?})");
+        panic!(
+            "enable exactly one board feature: mps2-an386, mps2-an500 or microbit (got {boards:?})"
+        );
     };
     // SysTick runs from the core clock QEMU gives each board.
     let clock_hz: u32 = match board {
-        "mps2-an386" => 25_000_000,
+        "mps2-an386" | "mps2-an500" => 25_000_000,
         _ => 16_000_000,
     };
     let memory = fs::read(format!("boards/{board}.x")).expect("board memory map");

@@ -15,6 +15,10 @@ pub const MAGIC: [u8; 4] = *b"LNQ8";
 pub const VERSION: u16 = 1;
 const HEADER_LEN: usize = 48;
 const ENTRY_LEN: usize = 64;
+/// Header flag (byte 41) bit 0: buffer 0 spans the whole arena, so it overlaps buffer 1,
+/// and a fused conv+pool layer may write over the input rows it has consumed (see
+/// [`rows_overlap_ok`]). Other bits are reserved and refused.
+pub const FLAG_OVERLAP: u8 = 1;
 
 /// Why a model was rejected or a run could not start. Small and `Copy`; `Display` says what
 /// to do.
@@ -548,13 +552,13 @@ pub struct LayerNeeds {
 }
 
 impl LayerNeeds {
-    const fn of(kind: Kind, filter_volume: usize, input_offset: i32, c1_fits: bool) -> Self {
+    const fn of(kind: Kind, filter: Dims, input_offset: i32, c1_fits: bool) -> Self {
         LayerNeeds {
             conv: matches!(kind, Kind::Conv2d(None)),
             pool: matches!(kind, Kind::MaxPool | Kind::AvgPool),
             // The dispatcher's order: one-channel (Armv7E-M), patch, per-channel.
             large_filters: matches!(kind, Kind::Conv2d(Some(_)))
-                && !kernels::conv2d_block::patch_fits(filter_volume, input_offset)
+                && !kernels::conv2d_block::patch_fits(filter, input_offset)
                 && !(cfg!(arm_dsp) && c1_fits),
         }
     }
@@ -568,7 +572,7 @@ impl LayerNeeds {
         };
         let c1 =
             kernels::conv2d_c1::c1_fits(e.stride, e.input, filter, e.output, pool, e.lut.is_some());
-        Self::of(e.kind, filter.len(), e.input_offset, c1)
+        Self::of(e.kind, filter, e.input_offset, c1)
     }
 
     /// The optional kernels in this build.
@@ -625,6 +629,8 @@ pub struct Model<'a> {
     bytes: &'a [u8],
     arena_len: usize,
     buffer1: usize,
+    /// [`FLAG_OVERLAP`]: buffer 0 is the whole arena.
+    overlap: bool,
     layers: u16,
     outputs: usize,
     input: Dims,
@@ -707,6 +713,7 @@ impl<'a> Model<'a> {
             bytes,
             arena_len: h.u32(16) as usize,
             buffer1: h.u32(20) as usize,
+            overlap: h.u8(41) & FLAG_OVERLAP != 0,
             layers: h.u16(24) as u16,
             outputs: h.u16(26),
             input: Dims {
@@ -734,6 +741,9 @@ impl<'a> Model<'a> {
         if model.buffer1 > model.arena_len || !model.buffer1.is_multiple_of(4) {
             return Err(Error::Header("arena buffer offset"));
         }
+        if h.u8(41) & !FLAG_OVERLAP != 0 {
+            return Err(Error::Header("unknown flags"));
+        }
         // Every layer, and the chain of shapes and buffers.
         let mut prev = model.input;
         let mut prev_buf = 0u8;
@@ -756,6 +766,9 @@ impl<'a> Model<'a> {
                 || l.output.len() > model.buffer_len(l.write)
             {
                 return Err(layer_error(i, "activation larger than its arena buffer"));
+            }
+            if let Err(what) = model.overlap_ok(&l) {
+                return Err(layer_error(i, what));
             }
             prev = l.output;
             prev_buf = l.write;
@@ -783,10 +796,52 @@ impl<'a> Model<'a> {
     /// Bytes of arena buffer `buf` (0 or 1).
     const fn buffer_len(&self, buf: u8) -> usize {
         if buf == 0 {
-            self.buffer1
+            if self.overlap {
+                self.arena_len
+            } else {
+                self.buffer1
+            }
         } else {
             self.arena_len - self.buffer1
         }
+    }
+
+    /// Where arena buffer `buf` starts.
+    const fn buffer_at(&self, buf: u8) -> usize {
+        if buf == 0 { 0 } else { self.buffer1 }
+    }
+
+    /// Whether the arena is planned with overlapping buffers ([`FLAG_OVERLAP`]).
+    pub const fn overlaps(&self) -> bool {
+        self.overlap
+    }
+
+    /// A layer whose input and output share arena bytes must be a fused conv+pool the
+    /// patch kernel takes (the dispatcher's last resort for any sub-shape), and its rows must
+    /// be safe to write in its order (see [`rows_overlap_ok`]).
+    const fn overlap_ok(&self, l: &Entry) -> Result<(), &'static str> {
+        let (i0, o0) = (self.buffer_at(l.read), self.buffer_at(l.write));
+        let (i1, o1) = (i0 + l.input.len(), o0 + l.output.len());
+        if o0 >= i1 || o1 <= i0 {
+            return Ok(());
+        }
+        let filter = filter_dims(l.kernel, l.input);
+        let fused = matches!(l.kind, Kind::Conv2d(Some(_)));
+        if !fused || !kernels::conv2d_block::patch_fits(filter, l.input_offset) {
+            return Err("only a fused conv+pool with the patch kernel may overlap its input");
+        }
+        if !rows_overlap_ok(
+            l.input,
+            l.output,
+            l.kernel[0],
+            l.stride[0],
+            l.padding[0],
+            i0,
+            o0,
+        ) {
+            return Err("output overwrites input rows still to be read");
+        }
+        Ok(())
     }
 
     /// Layer `i` of the validated table: its fields and its arrays in place. No semantic
@@ -929,12 +984,11 @@ impl<'a> Model<'a> {
         trace: &mut dyn FnMut(u16, &[i8]),
     ) -> Result<&'b [i8], Error> {
         self.arena_fits(arena)?;
-        let (buf0, buf1) = arena.split_at_mut(self.buffer1);
-        let mut last = (0u8, 0usize);
+        let mut last = (0usize, 0usize);
         for i in 0..self.layers {
-            last = self.step(i, buf0, buf1, trace)?;
+            last = self.step(i, arena, trace)?;
         }
-        Ok(Self::output(buf0, buf1, last))
+        Ok(Self::output(arena, last))
     }
 
     /// [`run_in_place`](Self::run_in_place) for a model known while the firmware compiles
@@ -953,51 +1007,158 @@ impl<'a> Model<'a> {
             return self.run_dyn(arena, &mut trace);
         }
         self.arena_fits(arena)?;
-        let (buf0, buf1) = arena.split_at_mut(self.buffer1);
-        let mut last = (0u8, 0usize);
+        let mut last = (0usize, 0usize);
         macro_rules! steps {
             ($($i:literal)*) => {
                 const _: () = assert!([$($i),*].len() == UNROLLED_LAYERS);
                 $(
                     if $i < self.layers {
-                        last = self.step($i, buf0, buf1, &mut trace)?;
+                        last = self.step($i, arena, &mut trace)?;
                     }
                 )*
             };
         }
         steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-        Ok(Self::output(buf0, buf1, last))
+        Ok(Self::output(arena, last))
     }
 
     /// Layer `i` from the buffer it reads to the one it writes, then `trace`: the body of
-    /// both run loops. Returns the buffer written and the output length.
+    /// both run loops. Returns where the output starts and its length.
     #[inline(always)]
     fn step(
         &self,
         i: u16,
-        buf0: &mut [i8],
-        buf1: &mut [i8],
+        arena: &mut [i8],
         trace: &mut (impl FnMut(u16, &[i8]) + ?Sized),
-    ) -> Result<(u8, usize), Error> {
+    ) -> Result<(usize, usize), Error> {
         let l = entry(self.bytes, i)?;
         let Some(a) = l.arrays(self.bytes) else {
             return Err(layer_error(i, "out of the file"));
         };
-        let (src, dst) = if l.read == 0 {
-            (&*buf0, &mut *buf1)
-        } else {
-            (&*buf1, &mut *buf0)
+        let (x_at, y_at) = (self.buffer_at(l.read), self.buffer_at(l.write));
+        let (x_len, y_len) = (l.input.len(), l.output.len());
+        match split_regions(arena, x_at, x_len, y_at, y_len) {
+            Some((x, y)) => run_layer(&l, &a, x, y),
+            // Overlapping (validated at load: a fused conv+pool whose rows allow it).
+            None => run_rows(&l, &a, arena, x_at, y_at),
+        }
+        let Some(y) = arena.get(y_at..y_at + y_len) else {
+            return Err(layer_error(i, "out of the arena"));
         };
-        let x = &src[..l.input.len()];
-        let y = &mut dst[..l.output.len()];
-        run_layer(&l, &a, x, y);
         trace(i, y);
-        Ok((l.write, l.output.len()))
+        Ok((y_at, y_len))
     }
 
-    /// The last layer's output: `len` values of buffer `buf`.
-    fn output<'b>(buf0: &'b [i8], buf1: &'b [i8], (buf, len): (u8, usize)) -> &'b [i8] {
-        if buf == 0 { &buf0[..len] } else { &buf1[..len] }
+    /// The last layer's output: `len` values from `at`.
+    fn output(arena: &[i8], (at, len): (usize, usize)) -> &[i8] {
+        arena.get(at..at + len).unwrap_or(&[])
+    }
+}
+
+/// `arena[x_at..][..x_len]` and `arena[y_at..][..y_len]` as two slices, when they are disjoint
+/// (and inside the arena).
+#[inline(always)]
+fn split_regions(
+    arena: &mut [i8],
+    x_at: usize,
+    x_len: usize,
+    y_at: usize,
+    y_len: usize,
+) -> Option<(&[i8], &mut [i8])> {
+    if y_at >= x_at + x_len {
+        let (a, b) = arena.split_at_mut_checked(y_at)?;
+        Some((a.get(x_at..x_at + x_len)?, b.get_mut(..y_len)?))
+    } else if y_at + y_len <= x_at {
+        let (a, b) = arena.split_at_mut_checked(x_at)?;
+        Some((b.get(..x_len)?, a.get_mut(y_at..y_at + y_len)?))
+    } else {
+        None
+    }
+}
+
+/// Input rows `[first, end)` pooled output row `py` of a fused conv+pool reads (kernel
+/// height `k`, vertical stride `s`, top padding `pad`, `h` input rows): its two convolution
+/// rows `2py` and `2py + 1`, clipped to the input.
+const fn pooled_row_inputs(py: usize, h: usize, k: usize, s: usize, pad: usize) -> (usize, usize) {
+    let top = 2 * py * s;
+    let first = top.saturating_sub(pad);
+    let end = top + s + k;
+    let end = end.saturating_sub(pad);
+    (first, if end < h { end } else { h })
+}
+
+/// Whether a fused conv+pool from arena offset `x_at` to `y_at` may share bytes with its
+/// input: rows are computed one pooled row at a time, top-down when the output starts at or
+/// below the input, bottom-up otherwise, and no output row may touch an input row that it or
+/// a later row still reads (every pooled row must read at least one input row).
+pub const fn rows_overlap_ok(
+    input: Dims,
+    output: Dims,
+    k: usize,
+    s: usize,
+    pad: usize,
+    x_at: usize,
+    y_at: usize,
+) -> bool {
+    let (row_in, row_out) = (input.w * input.c, output.w * output.c);
+    let down = y_at <= x_at;
+    let (first_all, _) = pooled_row_inputs(0, input.h, k, s, pad);
+    let (_, end_all) = pooled_row_inputs(output.h.saturating_sub(1), input.h, k, s, pad);
+    let mut py = 0;
+    while py < output.h {
+        let (first, end) = pooled_row_inputs(py, input.h, k, s, pad);
+        if first >= end {
+            return false;
+        }
+        // Input rows this row or a later one reads (a superset: their union's hull).
+        let (lo, hi) = if down {
+            (first, end_all)
+        } else {
+            (first_all, end)
+        };
+        let (x0, x1) = (x_at + lo * row_in, x_at + hi * row_in);
+        let (y0, y1) = (y_at + py * row_out, y_at + (py + 1) * row_out);
+        if y0 < x1 && x0 < y1 {
+            return false;
+        }
+        py += 1;
+    }
+    true
+}
+
+/// A fused conv+pool whose output overlaps its input (validated by [`rows_overlap_ok`]): one
+/// pooled row at a time in the safe order, each as a layer of its own over the input rows it
+/// reads (top padding adjusted), so any kernel computes it, with the same sums.
+fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
+    let Kind::Conv2d(Some(pool)) = l.kind else {
+        return;
+    };
+    let (k, s, pad) = (l.kernel[0], l.stride[0], l.padding[0]);
+    let (row_in, row_out) = (l.input.w * l.input.c, l.output.w * l.output.c);
+    let filter = filter_dims(l.kernel, l.input);
+    let rows = l.output.h;
+    for r in 0..rows {
+        let py = if y_at <= x_at { r } else { rows - 1 - r };
+        let (first, end) = pooled_row_inputs(py, l.input.h, k, s, pad);
+        let in_dims = Dims {
+            h: end - first,
+            ..l.input
+        };
+        let out_dims = Dims { h: 1, ..l.output };
+        let mut p = l.conv_params();
+        p.padding[0] = pad + first - 2 * py * s;
+        let Some((x, y)) = split_regions(
+            arena,
+            x_at + first * row_in,
+            in_dims.len(),
+            y_at + py * row_out,
+            row_out,
+        ) else {
+            return;
+        };
+        kernels::conv2d_pool2x2_s8(
+            &p, &a.q, in_dims, x, filter, a.weights, a.bias, a.lut, pool, out_dims, y,
+        );
     }
 }
 
@@ -1122,6 +1283,153 @@ pub(crate) mod tests {
         }
     }
 
+    /// The CMSIS-NN paper's CIFAR-10 net in shape (random constants): three fused 5x5 SAME
+    /// conv + 2x2 max stages, 32, 32 and 64 channels, then a dense layer.
+    pub(crate) fn cmsis_spec(seed: u64) -> ModelSpec {
+        let stage = |h: usize, c: usize, oc: usize, i: u64| LayerSpec {
+            kind: Kind::Conv2d(Some(Pool2x2::Max)),
+            input: Dims { h, w: h, c },
+            output: Dims {
+                h: h / 2,
+                w: h / 2,
+                c: oc,
+            },
+            kernel: [5, 5],
+            stride: [1, 1],
+            padding: [2, 2],
+            input_offset: 128 - i as i32,
+            output_offset: -128 + i as i32,
+            act: Clamp {
+                min: -128 + i as i8,
+                max: 127,
+            },
+            weights: bytes(25 * c * oc, seed + i),
+            bias: (0..oc as i32).map(|j| j * 37 - 600).collect(),
+            multiplier: (0..oc as i32)
+                .map(|j| 1_100_000_000 + j * 9_000_000)
+                .collect(),
+            shift: vec![-9; oc],
+            lut: None,
+        };
+        let dense = LayerSpec {
+            kind: Kind::Dense,
+            input: Dims { h: 4, w: 4, c: 64 },
+            output: Dims { h: 1, w: 1, c: 10 },
+            kernel: [0, 0],
+            stride: [0, 0],
+            padding: [0, 0],
+            input_offset: 125,
+            output_offset: 3,
+            act: Clamp::NONE,
+            weights: bytes(10 * 1024, seed + 9),
+            bias: (0..10).map(|j| j * 100 - 500).collect(),
+            multiplier: vec![1_300_000_000; 10],
+            shift: vec![-9; 10],
+            lut: None,
+        };
+        ModelSpec {
+            input: Dims { h: 32, w: 32, c: 3 },
+            input_zero_point: -128,
+            input_multiplier: 1 << 30,
+            input_shift: 1,
+            output_zero_point: 3,
+            layers: vec![
+                stage(32, 3, 32, 0),
+                stage(16, 32, 32, 1),
+                stage(8, 32, 64, 2),
+                dense,
+            ],
+        }
+    }
+
+    #[test]
+    fn overlapping_buffers_give_the_same_outputs_in_less_ram() {
+        use crate::writer::{ArenaPlan, write_planned};
+        let spec = cmsis_spec(5);
+        let separate = AlignedBytes::new(&write_planned(&spec, ArenaPlan::Separate));
+        let overlap = AlignedBytes::new(&write_planned(&spec, ArenaPlan::Overlap));
+        let (s, o) = (
+            Model::from_bytes(separate.as_bytes()).unwrap(),
+            Model::from_bytes(overlap.as_bytes()).unwrap(),
+        );
+        // Separate: 3,072 + 8,192. Overlapping: conv1 writes above its input bottom-up,
+        // conv2 below its input top-down, conv3 above again, whose rows set buffer 1 at 1,536.
+        assert_eq!((s.arena_len(), s.overlaps()), (3072 + 8192, false));
+        assert_eq!((o.arena_len(), o.overlaps()), (1536 + 8192, true));
+        for img in 0..4u64 {
+            let pixels = bytes(3072, 100 + img);
+            let mut x = vec![0i8; 3072];
+            s.quantize_input(&pixels.iter().map(|&v| v as u8).collect::<Vec<_>>(), &mut x)
+                .unwrap();
+            let mut a = vec![0i8; s.arena_len()];
+            let mut b = vec![0i8; o.arena_len()];
+            let mut trace_s = Vec::new();
+            let want = s
+                .run_traced(&x, &mut a, |_, y| trace_s.push(y.to_vec()))
+                .unwrap()
+                .to_vec();
+            let mut trace_o = Vec::new();
+            let got = o
+                .run_traced(&x, &mut b, |_, y| trace_o.push(y.to_vec()))
+                .unwrap()
+                .to_vec();
+            assert_eq!(trace_o, trace_s, "every layer's output");
+            assert_eq!(got, want);
+            // Not a constant: the layers computed something.
+            assert!(trace_s[0].iter().any(|&v| v != trace_s[0][0]));
+        }
+    }
+
+    #[test]
+    fn unsafe_overlaps_are_refused() {
+        use crate::writer::{ArenaPlan, write_planned};
+        let spec = cmsis_spec(6);
+        let bytes_with = |b1: u32, arena: u32| {
+            let mut f = write_planned(&spec, ArenaPlan::Overlap);
+            f[16..20].copy_from_slice(&arena.to_le_bytes());
+            f[20..24].copy_from_slice(&b1.to_le_bytes());
+            crate::fuzzing::sealed(&f)
+        };
+        // Buffer 1 a row too low: conv3's bottom-up rows would overwrite input still read.
+        let f = AlignedBytes::new(&bytes_with(1536 - 256, 1536 - 256 + 8192));
+        assert_eq!(
+            Model::from_bytes(f.as_bytes()).unwrap_err(),
+            Error::Layer {
+                layer: 2,
+                what: "output overwrites input rows still to be read"
+            }
+        );
+        // Buffer 1 at 0: the dense layer's output would land on its own input.
+        let f = AlignedBytes::new(&bytes_with(0, 8192));
+        assert!(matches!(
+            Model::from_bytes(f.as_bytes()).unwrap_err(),
+            Error::Layer { layer: 0, .. }
+        ));
+        // A dense layer may not overlap: the plain model's dense layer alone, buffer 1 at 4.
+        let mut dense_only = super::tests::spec();
+        dense_only.layers.remove(0);
+        dense_only.input = dense_only.layers[0].input;
+        let mut f = write_planned(&dense_only, ArenaPlan::Overlap);
+        f[41] = FLAG_OVERLAP;
+        f[20..24].copy_from_slice(&4u32.to_le_bytes());
+        let f = AlignedBytes::new(&crate::fuzzing::sealed(&f));
+        assert_eq!(
+            Model::from_bytes(f.as_bytes()).unwrap_err(),
+            Error::Layer {
+                layer: 0,
+                what: "only a fused conv+pool with the patch kernel may overlap its input"
+            }
+        );
+        // Unknown flag bits.
+        let mut f = write_planned(&spec, ArenaPlan::Overlap);
+        f[41] = 3;
+        let f = AlignedBytes::new(&crate::fuzzing::sealed(&f));
+        assert_eq!(
+            Model::from_bytes(f.as_bytes()).unwrap_err(),
+            Error::Header("unknown flags")
+        );
+    }
+
     #[test]
     fn runs_bit_exact_with_the_reference_kernels() {
         let file = AlignedBytes::new(&write(&spec()));
@@ -1189,20 +1497,26 @@ pub(crate) mod tests {
     #[test]
     fn optional_kernels_are_named_by_the_layers_that_need_them() {
         let conv_pool = Kind::Conv2d(Some(Pool2x2::Max));
-        // LeNet's layers need none; an unfused conv, a pool and a 400-value filter each one.
+        let f = |h, w, c| Dims { h, w, c };
+        // LeNet's layers need none, nor a 5x5x32 filter (its kernel rows fit the patches); an
+        // unfused conv, a pool and a filter with a 5x40 kernel row each one.
         assert_eq!(
-            LayerNeeds::of(conv_pool, 150, 128, false),
+            LayerNeeds::of(conv_pool, f(5, 5, 6), 128, false),
             LayerNeeds::default()
         );
         assert_eq!(
-            LayerNeeds::of(Kind::Dense, 400, 128, false),
+            LayerNeeds::of(conv_pool, f(5, 5, 32), 128, false),
             LayerNeeds::default()
         );
-        let conv = LayerNeeds::of(Kind::Conv2d(None), 9, 0, false);
-        let pool = LayerNeeds::of(Kind::AvgPool, 4, 0, false);
-        let large = LayerNeeds::of(conv_pool, 400, 0, false);
+        assert_eq!(
+            LayerNeeds::of(Kind::Dense, f(1, 1, 400), 128, false),
+            LayerNeeds::default()
+        );
+        let conv = LayerNeeds::of(Kind::Conv2d(None), f(3, 3, 1), 0, false);
+        let pool = LayerNeeds::of(Kind::AvgPool, f(2, 2, 1), 0, false);
+        let large = LayerNeeds::of(conv_pool, f(5, 5, 40), 0, false);
         // An input zero point outside int8 cannot pad the int8 patches.
-        assert!(LayerNeeds::of(conv_pool, 25, -200, false).large_filters);
+        assert!(LayerNeeds::of(conv_pool, f(5, 5, 1), -200, false).large_filters);
         assert_eq!(
             conv.or(pool).or(large).features().collect::<Vec<_>>(),
             ["conv", "pool", "large-filters"]

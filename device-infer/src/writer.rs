@@ -5,7 +5,7 @@ extern crate std;
 use std::vec::Vec;
 
 use crate::kernels::{Clamp, Dims, Pool2x2};
-use crate::model::{Kind, MAGIC, VERSION, crc32};
+use crate::model::{FLAG_OVERLAP, Kind, MAGIC, VERSION, crc32, rows_overlap_ok};
 
 /// One layer, with its constants.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,17 +97,82 @@ fn put_u16(v: &mut Vec<u8>, x: usize) {
     v.extend_from_slice(&(x as u16).to_le_bytes());
 }
 
-/// Serialises `spec`. Layers ping-pong between two arena buffers: buffer 0 holds the input and
-/// every second activation, buffer 1 the others, each sized for the largest it holds.
-pub fn write(spec: &ModelSpec) -> Vec<u8> {
-    let n = spec.layers.len();
-    let mut cap = [spec.input.len(), 0usize];
-    for (i, l) in spec.layers.iter().enumerate() {
-        let b = (i + 1) % 2;
-        cap[b] = cap[b].max(l.output.len());
+/// How [`write_planned`] lays out the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArenaPlan {
+    /// Two disjoint buffers, each sized for the largest activation it holds.
+    Separate,
+    /// The smallest arena where buffer 1 may start inside buffer 0 and a fused conv+pool
+    /// writes over the input rows it has consumed ([`FLAG_OVERLAP`]); the separate plan
+    /// when overlapping saves nothing.
+    Overlap,
+}
+
+/// The arena of a plan: `(arena length, buffer 1 offset, overlap flag)`.
+pub fn arena_plan(spec: &ModelSpec, plan: ArenaPlan) -> (usize, usize, bool) {
+    // Activation lengths per buffer: the input and every second output in buffer 0.
+    let lens: Vec<(usize, usize)> = core::iter::once(spec.input.len())
+        .chain(spec.layers.iter().map(|l| l.output.len()))
+        .enumerate()
+        .map(|(i, len)| (i % 2, len))
+        .collect();
+    let cap = |b: usize| {
+        lens.iter()
+            .filter(|l| l.0 == b)
+            .map(|l| l.1)
+            .max()
+            .unwrap_or(0)
+    };
+    let separate_b1 = cap(0).div_ceil(4) * 4;
+    let separate = (separate_b1 + cap(1), separate_b1, false);
+    if plan == ArenaPlan::Separate {
+        return separate;
     }
-    let buffer1 = cap[0].div_ceil(4) * 4;
-    let arena = buffer1 + cap[1];
+    let feasible = |b1: usize| {
+        spec.layers.iter().enumerate().all(|(i, l)| {
+            let at = |buf: usize| if buf == 0 { 0 } else { b1 };
+            let (x0, y0) = (at(i % 2), at((i + 1) % 2));
+            let (x1, y1) = (x0 + l.input.len(), y0 + l.output.len());
+            if y0 >= x1 || y1 <= x0 {
+                return true;
+            }
+            let filter = Dims {
+                h: l.kernel[0],
+                w: l.kernel[1],
+                c: l.input.c,
+            };
+            matches!(l.kind, Kind::Conv2d(Some(_)))
+                && crate::kernels::conv2d_block::patch_fits(filter, l.input_offset)
+                && rows_overlap_ok(
+                    l.input,
+                    l.output,
+                    l.kernel[0],
+                    l.stride[0],
+                    l.padding[0],
+                    x0,
+                    y0,
+                )
+        })
+    };
+    (0..separate_b1)
+        .step_by(4)
+        .filter(|&b1| feasible(b1))
+        .map(|b1| (cap(0).max(b1 + cap(1)), b1, true))
+        .min_by_key(|&(arena, b1, _)| (arena, b1))
+        .filter(|o| o.0 < separate.0)
+        .unwrap_or(separate)
+}
+
+/// Serialises `spec` with two disjoint arena buffers ([`ArenaPlan::Separate`]).
+pub fn write(spec: &ModelSpec) -> Vec<u8> {
+    write_planned(spec, ArenaPlan::Separate)
+}
+
+/// Serialises `spec`. Layers ping-pong between two arena buffers: buffer 0 holds the input and
+/// every second activation, buffer 1 the others; `plan` places them.
+pub fn write_planned(spec: &ModelSpec, plan: ArenaPlan) -> Vec<u8> {
+    let n = spec.layers.len();
+    let (arena, buffer1, overlap) = arena_plan(spec, plan);
 
     // Data after the header and the table.
     let table_end = 48 + 64 * n;
@@ -183,7 +248,8 @@ pub fn write(spec: &ModelSpec) -> Vec<u8> {
     }
     out.extend_from_slice(&[spec.input_zero_point as u8, spec.output_zero_point as u8]);
     out.extend_from_slice(&spec.input_multiplier.to_le_bytes());
-    out.extend_from_slice(&[spec.input_shift as u8, 0, 0, 0]);
+    let flags = if overlap { FLAG_OVERLAP } else { 0 };
+    out.extend_from_slice(&[spec.input_shift as u8, flags, 0, 0]);
     out.extend_from_slice(&48u32.to_le_bytes());
     debug_assert_eq!(out.len(), 48);
     out.extend_from_slice(&entries);

@@ -23,6 +23,9 @@ pub struct Footprint {
     pub arena: usize,
     /// Activation arena if every op had its own input and output buffers.
     pub arena_unfused: usize,
+    /// The device model's arena as `export quantize` plans it: two separate buffers, and
+    /// overlapping ones (the default); `None` when the graph does not quantize.
+    pub device_arena: Option<(usize, usize)>,
 }
 
 impl Footprint {
@@ -34,10 +37,29 @@ impl Footprint {
     pub fn flash(&self) -> usize {
         self.model_flash() + CODE_RESERVE
     }
-    /// RAM with the stack reserve.
+    /// RAM with the stack reserve: the planned (overlapping) arena when known, else the
+    /// estimate.
     pub fn ram(&self) -> usize {
-        self.arena + STACK_RESERVE
+        self.device_arena.map_or(self.arena, |(_, o)| o) + STACK_RESERVE
     }
+}
+
+/// The device model's arena for `graph` from its layer geometry alone (quantized with
+/// placeholder ranges; the arena does not depend on them): `(separate, overlapping)`.
+pub fn device_arena(graph: &Graph) -> Option<(usize, usize)> {
+    use device_infer::writer::{ArenaPlan, arena_plan};
+    let mut r = crate::quantize::Ranges::default();
+    r.tensors.insert(graph.input.clone(), (0.0, 1.0));
+    for n in &graph.nodes {
+        for o in &n.outputs {
+            r.tensors.insert(o.clone(), (-1.0, 1.0));
+        }
+    }
+    let q = crate::quantize::quantize(graph, &r).ok()?;
+    Some((
+        arena_plan(&q.spec, ArenaPlan::Separate).0,
+        arena_plan(&q.spec, ArenaPlan::Overlap).0,
+    ))
 }
 
 /// Estimates the int8 footprint of an analysed graph.
@@ -97,6 +119,7 @@ pub fn footprint(graph: &Graph, a: &Analysis) -> Footprint {
         arena = arena.max(step_in + o);
     }
     f.arena = arena;
+    f.device_arena = device_arena(graph);
     f
 }
 
@@ -193,14 +216,27 @@ pub fn report(graph: &Graph, a: &Analysis, target: Option<&Part>) -> Report {
         CODE_RESERVE,
         f.flash()
     );
-    let _ = writeln!(
-        s,
-        "int8 RAM estimate: arena {} bytes (fused layers; {} unfused) + {} stack = {} bytes",
-        f.arena,
-        f.arena_unfused,
-        STACK_RESERVE,
-        f.ram()
-    );
+    match f.device_arena {
+        Some((separate, overlap)) => {
+            let _ = writeln!(
+                s,
+                "int8 RAM: arena {overlap} bytes (the device model's plan: fused layers, overlapping buffers; {separate} separate, {} unfused) + {} stack = {} bytes",
+                f.arena_unfused,
+                STACK_RESERVE,
+                f.ram()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "int8 RAM estimate: arena {} bytes (fused layers; {} unfused) + {} stack = {} bytes",
+                f.arena,
+                f.arena_unfused,
+                STACK_RESERVE,
+                f.ram()
+            );
+        }
+    }
     if let Some(p) = target {
         let fits_flash = f.flash() <= p.flash;
         let fits_ram = f.ram() <= p.ram;

@@ -31,11 +31,17 @@ pub struct Board {
 }
 
 /// The boards `deploy` knows.
-pub const BOARDS: [Board; 2] = [
+pub const BOARDS: [Board; 3] = [
     Board {
         name: "mps2-an386",
         target: "thumbv7em-none-eabihf",
         core: "Cortex-M4F",
+        clock_hz: 25_000_000,
+    },
+    Board {
+        name: "mps2-an500",
+        target: "thumbv7em-none-eabihf",
+        core: "Cortex-M7",
         clock_hz: 25_000_000,
     },
     Board {
@@ -455,9 +461,13 @@ pub fn run_qemu(cfg: &Config, elf: &Path) -> Result<FirmwareRun> {
         .args(["-icount", "shift=0"]);
     if let Some(plugin) = &cfg.plugin {
         let [start, stop] = symbol_addresses(elf, ["bench_start", "bench_stop"])?;
+        // A per-address profile for kernel work (bench/README.md), when asked for.
+        let profile = std::env::var("LENET_INSNCOUNT_PROFILE")
+            .map(|p| format!(",profile={p}"))
+            .unwrap_or_default();
         cmd.arg("-plugin")
             .arg(format!(
-                "{},start={start:#x},stop={stop:#x}",
+                "{},start={start:#x},stop={stop:#x}{profile}",
                 plugin.display()
             ))
             .args(["-d", "plugin"]);

@@ -39,17 +39,20 @@ pub enum Target {
     QemuM0,
     /// The firmware on an emulated Cortex-M4F (mps2-an386): int8 outputs, bit-exact.
     QemuM4,
+    /// The firmware on an emulated Cortex-M7 (mps2-an500): int8 outputs, bit-exact.
+    QemuM7,
 }
 
 impl Target {
     /// Every target, in the order `verify --target all` runs them.
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Burn,
         Target::Tract,
         Target::HostInt8,
         Target::TractInt8,
         Target::QemuM0,
         Target::QemuM4,
+        Target::QemuM7,
     ];
 
     /// The command-line name.
@@ -61,6 +64,17 @@ impl Target {
             Target::TractInt8 => "tract-int8",
             Target::QemuM0 => "qemu-m0",
             Target::QemuM4 => "qemu-m4",
+            Target::QemuM7 => "qemu-m7",
+        }
+    }
+
+    /// The board a QEMU target runs on.
+    pub fn board(self) -> Option<&'static str> {
+        match self {
+            Target::QemuM0 => Some("microbit"),
+            Target::QemuM4 => Some("mps2-an386"),
+            Target::QemuM7 => Some("mps2-an500"),
+            _ => None,
         }
     }
 
@@ -127,6 +141,8 @@ pub struct GenerateOptions {
     /// The command line to record as the generator (default: the one for
     /// `tests/golden/<folder name>`).
     pub command: Option<String>,
+    /// The device model's arena plan.
+    pub arena: device_infer::writer::ArenaPlan,
 }
 
 impl Default for GenerateOptions {
@@ -135,6 +151,7 @@ impl Default for GenerateOptions {
             cases: 100,
             calib_images: 1000,
             command: None,
+            arena: device_infer::writer::ArenaPlan::Overlap,
         }
     }
 }
@@ -157,7 +174,10 @@ pub fn generate(
     let ranges = crate::quantize::calibrate(&g, cal.iter().map(Vec::as_slice))?;
     let q = crate::quantize::quantize(&g, &ranges)?;
     let device_model = dir.join(DEVICE_MODEL);
-    write_atomic(&device_model, &device_infer::writer::write(&q.spec))?;
+    write_atomic(
+        &device_model,
+        &device_infer::writer::write_planned(&q.spec, opts.arena),
+    )?;
     let int8_onnx = dir.join(INT8_ONNX);
     write_atomic(
         &int8_onnx,
@@ -166,8 +186,11 @@ pub fn generate(
 
     let [c, h, w] = splits.test.shape;
     let n = opts.cases.min(splits.test.len());
-    let pixels: Vec<&[u8]> = (0..n).map(|i| splits.test.image(i)).collect();
-    ensure!(c == 1, "golden sets are written for one-channel images");
+    // The device's HWC order (the golden file's and the firmware's).
+    let hwc: Vec<Vec<u8>> = (0..n)
+        .map(|i| crate::images::hwc(splits.test.image(i), splits.test.shape))
+        .collect();
+    let pixels: Vec<&[u8]> = hwc.iter().map(Vec::as_slice).collect();
     let logits = burn_logits(&run_dir, [h, w, c], &pixels)?;
     let int8 = host_int8(&device_model, &pixels)?;
     let cfg = host_train::train::read_config(&run_dir)?;
@@ -338,7 +361,7 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
                 let [h, w, c] = shape;
                 let flat: Vec<f32> = pixels
                     .iter()
-                    .flat_map(|p| crate::parity::unit_pixels(p))
+                    .flat_map(|p| crate::images::chw_unit(p, shape))
                     .collect();
                 crate::parity::tract_logits(&dir.join(ONNX), &flat, &[n, c, h, w])?
             };
@@ -371,23 +394,19 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
             }
             (within, max, agree, within == n)
         }
-        Target::HostInt8 | Target::TractInt8 | Target::QemuM0 | Target::QemuM4 => {
+        Target::HostInt8 | Target::TractInt8 | Target::QemuM0 | Target::QemuM4 | Target::QemuM7 => {
             let got: Vec<Vec<i8>> = match target {
                 Target::HostInt8 => host_int8(&dir.join(DEVICE_MODEL), &pixels)?,
                 Target::TractInt8 => {
                     let [h, w, c] = shape;
                     let inputs: Vec<Vec<f32>> = pixels
                         .iter()
-                        .map(|p| crate::parity::unit_pixels(p))
+                        .map(|p| crate::images::chw_unit(p, shape))
                         .collect();
                     crate::parity::tract_int8_outputs(&dir.join(INT8_ONNX), &[1, c, h, w], &inputs)?
                 }
                 _ => {
-                    let board = deploy::find_board(if target == Target::QemuM0 {
-                        "microbit"
-                    } else {
-                        "mps2-an386"
-                    })?;
+                    let board = deploy::find_board(target.board().unwrap_or("mps2-an386"))?;
                     let digits = set
                         .cases
                         .iter()

@@ -9,6 +9,7 @@
 //!   into the device format (`device_infer::writer`).
 //! - [`golden`]: golden sets: generate the expected outputs, verify any target against them.
 //! - [`deploy`]: the firmware under QEMU: bit-exactness, instruction counts, flash and RAM.
+//! - [`images`]: dataset images in the float model's CHW and the device's HWC order.
 //! - [`edge`]: the classifier built for a Linux ARM board, run under QEMU user mode: the same.
 
 pub mod check;
@@ -19,6 +20,7 @@ pub mod float;
 pub mod fuzzing;
 pub mod golden;
 pub mod graph;
+pub mod images;
 pub mod ops;
 pub mod parity;
 pub mod qonnx;

@@ -39,9 +39,10 @@ enum Command {
     Quantize {
         /// The ONNX file.
         model: PathBuf,
-        /// Calibration dataset.
-        #[arg(long, default_value = "mnist")]
-        calib: String,
+        /// Calibration dataset (its first training images) and test set (default: the one
+        /// whose images the model's input takes: MNIST for 28x28x1, CIFAR-10 for 32x32x3).
+        #[arg(long, value_enum)]
+        calib: Option<host_train::data::DatasetKind>,
         /// Folder holding the dataset (or a data root), as for host-train.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -68,6 +69,11 @@ enum Command {
         /// themselves matter more than the class.
         #[arg(long)]
         full_output_range: bool,
+        /// The activation arena: `overlap` (the smallest: buffer 1 starts inside buffer 0 and
+        /// a fused conv+pool writes over input rows it has consumed) or `separate` (two
+        /// disjoint buffers).
+        #[arg(long, value_enum, default_value_t = ArenaArg::Overlap)]
+        arena: ArenaArg,
     },
     /// Build the firmware for a board with the device model and MNIST test digits embedded, run
     /// it under QEMU, compare its int8 outputs with device-infer on the host bit for bit, and
@@ -77,14 +83,15 @@ enum Command {
         /// The device model (`.lnq8`).
         #[arg(long)]
         model: PathBuf,
-        /// mps2-an386 (Cortex-M4F), microbit (Cortex-M0), or linux-aarch64 (the edge box:
+        /// mps2-an386 (Cortex-M4F), mps2-an500 (Cortex-M7), microbit (Cortex-M0), or linux-aarch64 (the edge box:
         /// `lenet-classify` built statically with the model embedded, run under qemu-aarch64).
         #[arg(long)]
         board: String,
-        /// MNIST test digits to embed (the first N).
+        /// Test images to embed (the first N of the dataset the model's input takes: MNIST
+        /// for 28x28x1, CIFAR-10 for 32x32x3).
         #[arg(long, default_value_t = 100)]
         digits: usize,
-        /// Folder holding MNIST (or a data root), as for host-train.
+        /// Folder holding the dataset (or a data root), as for host-train.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// The QEMU binary (default: qemu-system-arm for the microcontrollers, qemu-aarch64
@@ -123,6 +130,22 @@ enum Command {
     },
 }
 
+/// `--arena`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ArenaArg {
+    Overlap,
+    Separate,
+}
+
+impl ArenaArg {
+    fn plan(self) -> device_infer::writer::ArenaPlan {
+        match self {
+            ArenaArg::Overlap => device_infer::writer::ArenaPlan::Overlap,
+            ArenaArg::Separate => device_infer::writer::ArenaPlan::Separate,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum GoldenAction {
     /// Quantize CASE/model.onnx (writing model.lnq8 and model.int8.onnx beside it) and record
@@ -146,7 +169,7 @@ enum GoldenAction {
     Verify {
         /// Case folders (default: every case under tests/golden).
         cases: Vec<PathBuf>,
-        /// burn, tract, host-int8, tract-int8, qemu-m0, qemu-m4 or all (repeatable).
+        /// burn, tract, host-int8, tract-int8, qemu-m0, qemu-m4, qemu-m7 or all (repeatable).
         #[arg(long, default_value = "all")]
         target: Vec<String>,
     },
@@ -186,7 +209,7 @@ fn run() -> Result<bool> {
                     "--selftest and --firmware are for the microcontroller boards, not {}",
                     board.name
                 );
-                let digits = mnist_test_digits(data_dir.as_deref(), digits)?;
+                let digits = test_digits(&model, data_dir.as_deref(), digits)?;
                 let mut cfg = edge::Config::new(model, board, digits);
                 if let Some(q) = qemu {
                     cfg.qemu = q;
@@ -201,7 +224,7 @@ fn run() -> Result<bool> {
                 return Ok(report.bit_exact());
             }
             let board = deploy::find_board(&board)?;
-            let digits = mnist_test_digits(data_dir.as_deref(), digits)?;
+            let digits = test_digits(&model, data_dir.as_deref(), digits)?;
             let mut cfg = deploy::Config::new(model, board, digits);
             if let Some(q) = qemu {
                 cfg.qemu = q;
@@ -240,16 +263,20 @@ fn run() -> Result<bool> {
             out,
             onnx_out,
             full_output_range,
+            arena,
         } => cmd_quantize(
             model,
-            calib,
-            data_dir,
-            calib_images,
-            percentile,
-            test_images,
-            out,
-            onnx_out,
-            full_output_range,
+            QuantizeArgs {
+                calib,
+                data_dir,
+                calib_images,
+                percentile,
+                test_images,
+                out,
+                onnx_out,
+                full_output_range,
+                arena: arena.plan(),
+            },
         ),
         Command::Check {
             model,
@@ -309,10 +336,9 @@ fn run() -> Result<bool> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmd_quantize(
-    model: PathBuf,
-    calib: String,
+/// `export quantize`'s options.
+struct QuantizeArgs {
+    calib: Option<host_train::data::DatasetKind>,
     data_dir: Option<PathBuf>,
     calib_images: usize,
     percentile: Option<f64>,
@@ -320,15 +346,36 @@ fn cmd_quantize(
     out: PathBuf,
     onnx_out: Option<PathBuf>,
     full_output_range: bool,
-) -> Result<bool> {
+    arena: device_infer::writer::ArenaPlan,
+}
+
+fn cmd_quantize(model: PathBuf, args: QuantizeArgs) -> Result<bool> {
     use export::quantize::{self, chw_to_hwc};
-    use host_train::data::{self, DatasetKind};
-    if calib != "mnist" {
-        anyhow::bail!("--calib {calib}: only mnist is available");
-    }
+    let QuantizeArgs {
+        calib,
+        data_dir,
+        calib_images,
+        percentile,
+        test_images,
+        out,
+        onnx_out,
+        full_output_range,
+        arena,
+    } = args;
     let g = graph::load(&model)?;
-    let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
-    let splits = DatasetKind::Mnist.load(&found.dir)?;
+    let input_hwc = match g.input_shape[..] {
+        [_, c, h, w] => [h, w, c],
+        ref s => anyhow::bail!("{}: input shape {s:?} is not NCHW", model.display()),
+    };
+    let (kind, size) = export::images::dataset_for(input_hwc)?;
+    let kind = calib.unwrap_or(kind);
+    let splits = export::images::load(kind, size, data_dir.as_deref())?;
+    anyhow::ensure!(
+        splits.test.shape == [input_hwc[2], input_hwc[0], input_hwc[1]],
+        "{kind} images are {:?} (CHW), the model takes {:?} (HWC)",
+        splits.test.shape,
+        input_hwc
+    );
     let to_f32 = export::parity::unit_pixels;
     let n_cal = calib_images.min(splits.train.len());
     let cal: Vec<Vec<f32>> = (0..n_cal).map(|i| to_f32(splits.train.image(i))).collect();
@@ -341,7 +388,7 @@ fn cmd_quantize(
         ranges.decision.clear();
     }
     let q = quantize::quantize(&g, &ranges)?;
-    let bytes = device_infer::writer::write(&q.spec);
+    let bytes = device_infer::writer::write_planned(&q.spec, arena);
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     let aligned = device_infer::writer::AlignedBytes::new(&bytes);
     let m =
@@ -370,7 +417,7 @@ fn cmd_quantize(
         let vals = export::float::run(&g, &to_f32(img))?;
         let logits = &vals[&g.output].data;
         let fpred = export::parity::argmax(logits);
-        m.quantize_input(img, &mut x)
+        m.quantize_input(&export::images::hwc(img, splits.test.shape), &mut x)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let trace_snr = i < 200;
         let outq = m
@@ -428,7 +475,15 @@ fn cmd_quantize(
         bytes.len(),
         out.display()
     );
-    println!("arena: {} bytes", m.arena_len());
+    println!(
+        "arena: {} bytes ({})",
+        m.arena_len(),
+        if m.overlaps() {
+            "overlapping buffers"
+        } else {
+            "two separate buffers"
+        }
+    );
     if let Some(path) = onnx_out {
         use protos::Message;
         let proto = export::qonnx::int8_onnx(&g, &q)?;
@@ -455,9 +510,8 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
             calib_images,
             data_dir,
         } => {
-            use host_train::data::{self, DatasetKind};
-            let found = data::locate_or_download(DatasetKind::Mnist, data_dir.as_deref())?;
-            let splits = DatasetKind::Mnist.load(&found.dir)?;
+            let cfg = host_train::train::read_config(&case.join("run"))?;
+            let splits = export::images::load(cfg.dataset, cfg.image_size, data_dir.as_deref())?;
             let opts = golden::GenerateOptions {
                 cases,
                 calib_images,
@@ -465,6 +519,7 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
                     "export golden generate {} --cases {cases} --calib-images {calib_images}",
                     case.display()
                 )),
+                ..Default::default()
             };
             let set = golden::generate(&case, &splits, &opts)?;
             let agree = set
@@ -514,20 +569,21 @@ fn cmd_golden(action: GoldenAction) -> Result<bool> {
     }
 }
 
-/// The first `n` MNIST test digits.
-fn mnist_test_digits(
+/// The first `n` test images of the dataset the device model's input takes (MNIST for
+/// 28x28x1, CIFAR-10 for 32x32x3), in its HWC layout.
+fn test_digits(
+    model: &std::path::Path,
     data_dir: Option<&std::path::Path>,
     n: usize,
 ) -> Result<Vec<export::deploy::Digit>> {
-    use host_train::data::{self, DatasetKind};
-    let found = data::locate_or_download(DatasetKind::Mnist, data_dir)?;
-    let test = DatasetKind::Mnist.load(&found.dir)?.test;
-    Ok((0..n.min(test.len()))
-        .map(|i| export::deploy::Digit {
-            label: test.labels[i],
-            pixels: test.image(i).to_vec(),
-        })
-        .collect())
+    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let d = m.input_dims();
+    let (kind, size) = export::images::dataset_for([d.h, d.w, d.c])?;
+    let splits = export::images::load(kind, size, data_dir)?;
+    Ok(export::images::test_digits(&splits, n))
 }
 
 fn cmd_latency(model: PathBuf, runs: usize, batch: usize) -> Result<bool> {

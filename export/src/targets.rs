@@ -57,6 +57,12 @@ pub const PARTS: &[Part] = &[
         flash: 4 * 1024 * 1024,
         ram: 4 * 1024 * 1024,
     },
+    Part {
+        name: "mps2-an500",
+        core: "Cortex-M7, Arm MPS2 AN500 (QEMU)",
+        flash: 4 * 1024 * 1024,
+        ram: 4 * 1024 * 1024,
+    },
 ];
 
 /// Looks a part up by name.

@@ -63,8 +63,9 @@ fn firmware_matches_host_bit_for_bit_on_cortex_m4_and_m0() {
             sum <= whole && whole - sum < 50,
             "{board}: {sum} vs {whole}"
         );
-        // RAM budget of the issue: arena + stack <= 4 KB.
-        assert_eq!(r.arena, 1960);
+        // RAM budget of the issue: arena + stack <= 4 KB. The golden model's arena overlaps
+        // its buffers: 1,576 bytes (1,960 separate).
+        assert_eq!(r.arena, 1576);
         assert!(r.sizes.bss >= r.arena);
         assert!(
             r.run.stack_hwm > 100 && r.sizes.bss + r.sizes.data + r.run.stack_hwm <= 4096,

@@ -8,9 +8,9 @@
 //! convolution outputs those kernels would produce.
 
 use super::conv2d::clip;
+use super::dot::{BLOCK, Patches, dot_x4, dot_x4_words};
 #[cfg(arm_dsp)]
-use super::dot::{BLOCK, dot_x4_block};
-use super::dot::{Patches, dot_x4, dot_x4_words};
+use super::dot::{Wide, dot_x4_block};
 use super::{ConvParams, Dims, PerChannelQuant};
 use crate::quant::Requant;
 
@@ -78,15 +78,20 @@ fn conv_at(
     finish(p, lut, q.multiplier[oc], q.shift[oc], acc)
 }
 
-/// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] (four stack patches of this many
-/// int8 values, 640 bytes); larger ones take the per-channel path.
+/// Filter volumes up to this use [`conv2d_pool2x2_s8_patch`] whole (four stack patches of this
+/// many int8 values, 640 bytes); larger filters whose kernel rows (`kw * in_c` values) fit it
+/// are gathered and multiplied one kernel row at a time; the others take the per-channel path.
 pub const PATCH: usize = 160;
 
-/// Whether the patch kernel takes a filter of `filter_len` values: it also pads with the input
-/// zero point (`-input_offset`), which must be an int8.
-pub const fn patch_fits(filter_len: usize, input_offset: i32) -> bool {
-    filter_len <= PATCH && -128 <= -input_offset && -input_offset <= 127
+/// Whether the patch kernel takes a filter of `filter_dims` (`[kh][kw][in_c]`): a whole
+/// filter or one kernel row of it fits [`PATCH`]; it also pads with the input zero point
+/// (`-input_offset`), which must be an int8.
+pub const fn patch_fits(filter_dims: Dims, input_offset: i32) -> bool {
+    filter_dims.w * filter_dims.c <= PATCH && -128 <= -input_offset && -input_offset <= 127
 }
+
+/// Output channels per pass of the row variant (the `smlad` block's width).
+const ROW_BLOCK: usize = BLOCK;
 
 /// One requantized, clamped convolution output through the optional table.
 #[inline(always)]
@@ -275,7 +280,7 @@ pub fn conv2d_pool2x2_s8(
             out_dims,
             output,
         )
-    } else if patch_fits(filter_dims.len(), p.input_offset) {
+    } else if patch_fits(filter_dims, p.input_offset) {
         conv2d_pool2x2_s8_patch(
             p,
             q,
@@ -313,7 +318,9 @@ pub fn conv2d_pool2x2_s8(
 /// int8 patches in the filter's `[kh][kw][in_c]` order (padding holds the input zero point, so
 /// it adds `(zp + input_offset) * w = 0`), then every output channel is one pass of its filter
 /// row over the four patches (`dot_x4`: two MACs per `smlad` on a Cortex-M4), pooled by
-/// `pool4`. Same integer sums in another order, hence bit-exact.
+/// `pool4`. Same integer sums in another order, hence bit-exact. A filter larger than
+/// [`PATCH`] (whose kernel rows fit it, see [`patch_fits`]) is gathered and multiplied one
+/// kernel row at a time, 16 output channels per pass.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool2x2_s8_patch(
     p: &ConvParams,
@@ -328,6 +335,21 @@ pub fn conv2d_pool2x2_s8_patch(
     out_dims: Dims,
     output: &mut [i8],
 ) {
+    if filter_dims.len() > PATCH {
+        return patch_rows_impl::<{ cfg!(arm_dsp) }>(
+            p,
+            q,
+            in_dims,
+            input,
+            filter_dims,
+            filter,
+            bias,
+            lut,
+            pool,
+            out_dims,
+            output,
+        );
+    }
     // Whole words for the `smlad` path; elsewhere no padding.
     patch_impl::<{ cfg!(arm_dsp) }>(
         p,
@@ -378,6 +400,8 @@ fn patch_impl<const PADDED: bool>(
     let mut patches: Patches = [[pad; PATCH]; 4];
     #[cfg(arm_dsp)]
     let mut block_acc = [[0i32; 4]; BLOCK];
+    #[cfg(arm_dsp)]
+    let mut wide: Wide = [[0; 8]; 4];
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
             let (iy0, ix0) = (
@@ -447,7 +471,7 @@ fn patch_impl<const PADDED: bool>(
                         *a = [bi; 4];
                     }
                     let rows = &filter[o0 * kvol..(o0 + n) * kvol];
-                    dot_x4_block(&patches, rows, kvol, p.input_offset, acc);
+                    dot_x4_block(&patches, rows, kvol, kvol, p.input_offset, &mut wide, acc);
                     for (j, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
                         *o = pool4(channel_requant(p, q, o0 + j), lut, pool, a);
                     }
@@ -476,6 +500,109 @@ fn patch_impl<const PADDED: bool>(
             }
         }
     }
+}
+
+/// The row variant of [`conv2d_pool2x2_s8_patch`] for filters larger than [`PATCH`] whose
+/// kernel rows fit it: for each pooled output and each block of [`ROW_BLOCK`] output
+/// channels, kernel row `ky` of the four windows is gathered into the patches (`kw * in_c`
+/// values each, the zero point past them) and multiplied with row `ky` of the block's filters
+/// (`dot_x4_block` at the filter-volume stride on Armv7E-M when `PADDED`, `dot_x4` per filter
+/// elsewhere); rows wholly inside the vertical padding are skipped (they add zero). Same
+/// integer sums in another order, hence bit-exact.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(arm_dsp, inline(never))]
+fn patch_rows_impl<const PADDED: bool>(
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    let (kh, kw, c) = (filter_dims.h, filter_dims.w, in_dims.c);
+    let row_len = kw * c;
+    let kvol = filter_dims.len();
+    if row_len == 0 || row_len > PATCH {
+        return;
+    }
+    let pad = (-p.input_offset).clamp(-128, 127) as i8;
+    let mut patches: Patches = [[pad; PATCH]; 4];
+    let mut block_acc = [[0i32; 4]; ROW_BLOCK];
+    #[cfg(arm_dsp)]
+    let mut wide: Wide = [[0; 8]; 4];
+    for py in 0..out_dims.h {
+        for px in 0..out_dims.w {
+            let wins = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx));
+            let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
+            for (b, outs) in out.chunks_mut(ROW_BLOCK).enumerate() {
+                let (o0, n) = (b * ROW_BLOCK, outs.len());
+                let acc = &mut block_acc[..n];
+                for (a, &bi) in acc.iter_mut().zip(&bias[o0..o0 + n]) {
+                    *a = [bi; 4];
+                }
+                for ky in 0..kh {
+                    if !gather_row(&mut patches, &wins, ky, in_dims, input, kw, pad) {
+                        continue;
+                    }
+                    let rows = &filter[o0 * kvol + ky * row_len..];
+                    #[cfg(arm_dsp)]
+                    if PADDED {
+                        let off = p.input_offset;
+                        dot_x4_block(&patches, rows, kvol, row_len, off, &mut wide, acc);
+                        continue;
+                    }
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        dot_x4(&patches, &rows[j * kvol..][..row_len], p.input_offset, a);
+                    }
+                }
+                for (j, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
+                    *o = pool4(channel_requant(p, q, o0 + j), lut, pool, a);
+                }
+            }
+        }
+    }
+}
+
+/// Kernel row `ky` of the four windows into the first `kw * c` values of the patches (the
+/// zero point where a window lies in the padding). `false` when no window has that row (it
+/// adds nothing).
+#[inline(always)]
+fn gather_row(
+    patches: &mut Patches,
+    wins: &[Window; 4],
+    ky: usize,
+    in_dims: Dims,
+    input: &[i8],
+    kw: usize,
+    pad: i8,
+) -> bool {
+    let c = in_dims.c;
+    let row_len = kw * c;
+    let mut any = false;
+    for (patch, win) in patches.iter_mut().zip(wins) {
+        let (kx_lo, kx_hi) = win.kx;
+        let has_row = win.ky.0 <= ky && ky < win.ky.1 && kx_lo < kx_hi;
+        if !has_row || (kx_lo, kx_hi) != (0, kw) {
+            patch[..row_len].fill(pad);
+        }
+        if has_row {
+            let iy = (win.iy0 + ky as isize) as usize;
+            let col = (win.ix0 + kx_lo as isize) as usize;
+            let run = (kx_hi - kx_lo) * c;
+            copy_run(
+                &mut patch[kx_lo * c..][..run],
+                &input[(iy * in_dims.w + col) * c..][..run],
+            );
+            any = true;
+        }
+    }
+    any
 }
 
 /// The per-channel variant (any filter volume): the four windows of a pooled output are
@@ -579,6 +706,45 @@ mod tests {
                 prop_assert_eq!(&strip, &unfused);
             }
             prop_assert_eq!(&padded, &unfused);
+        }
+
+        /// Wide layers (the CIFAR-10 nets' 32 and 64 channels): filters past PATCH go through
+        /// the row variant, which must equal the reference and the per-channel kernel.
+        #[test]
+        fn wide_filters_by_kernel_row_are_bit_exact(
+            (c, h, w, k, oc, pad) in (17usize..=40, 2usize..9, 2usize..9, 3usize..6, 1usize..40, 0usize..3),
+            zp in -128i32..128, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -12i8..-4,
+            seed in any::<u64>(), max in any::<bool>(),
+        ) {
+            let (Some(ch), Some(cw)) = (window_out(h, k, 1, 2 * pad), window_out(w, k, 1, 2 * pad)) else { return Ok(()); };
+            if ch < 2 || cw < 2 || k * c > PATCH { return Ok(()); }
+            let in_dims = Dims { h, w, c };
+            let fd = Dims { h: k, w: k, c };
+            prop_assume!(fd.len() > PATCH);
+            let conv_dims = Dims { h: ch, w: cw, c: oc };
+            let out_dims = Dims { h: ch / 2, w: cw / 2, c: oc };
+            let p = ConvParams { input_offset: -zp, output_offset: zo, stride: [1, 1], padding: [pad, pad], act: Clamp { min: zo as i8, max: 127 } };
+            let input = bytes(in_dims.len(), seed);
+            let filter: Vec<i8> = bytes(oc * fd.len(), !seed).into_iter().map(|v| v.max(-127)).collect();
+            let bias: Vec<i32> = (0..oc as i32).map(|i| i * 977 - 9000).collect();
+            let mult: Vec<i32> = (0..oc as i32).map(|i| m - i * 1000).collect();
+            let shifts = vec![shift; oc];
+            let q = PerChannelQuant { multiplier: &mult, shift: &shifts };
+            let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
+            let mut conv = vec![0i8; conv_dims.len()];
+            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
+            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
+            let mut want = vec![0i8; out_dims.len()];
+            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut want) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut want) }
+            let mut rows = vec![0i8; out_dims.len()];
+            conv2d_pool2x2_s8_patch(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut rows);
+            prop_assert_eq!(&rows, &want);
+            let mut padded = vec![0i8; out_dims.len()];
+            patch_rows_impl::<true>(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut padded);
+            prop_assert_eq!(&padded, &want);
+            let mut fused = vec![0i8; out_dims.len()];
+            conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut fused);
+            prop_assert_eq!(&fused, &want);
         }
     }
 }

@@ -69,43 +69,54 @@ pub(crate) fn dot_w2(x: &[i8], w0: &[i8], w1: &[i8], offset: i32) -> (i32, i32) 
     (a0, a1)
 }
 
-/// Output channels per pass of [`dot_x4_block`].
-#[cfg(arm_dsp)]
-pub(crate) const BLOCK: usize = 16;
+/// Output channels per pass of [`dot_x4_block`] (and of the row variant's portable loop):
+/// 32, so that a 32-channel layer widens and gathers its patches once per output.
+pub(crate) const BLOCK: usize = 32;
 
-/// `acc[j][p] += sum_i (patches[p][i] + offset) * filter[j * kvol + i]` for `i < kvol`,
-/// every filter `j < acc.len()` (at most [`BLOCK`]; `filter` holds `acc.len() * kvol`
-/// values, `kvol <= PATCH`, and the patches hold the zero point, `x + offset = 0`, past
-/// `kvol`). Armv7E-M only.
+/// The widened chunk [`dot_x4_block`] multiplies: 16 values of the four patches as 16-bit
+/// pairs. The caller's, so that it is not cleared on every call.
+#[cfg(arm_dsp)]
+pub(crate) type Wide = [[u32; 8]; 4];
+
+/// `acc[j][p] += sum_i (patches[p][i] + offset) * filter[j * stride + i]` for `i < len`,
+/// every filter `j < acc.len()` (at most [`BLOCK`]; `filter` holds at least
+/// `(acc.len() - 1) * stride + len` values, `len <= PATCH`, and the patches hold the zero
+/// point, `x + offset = 0`, past `len`). Whole filters have `stride == len` (the filter
+/// volume); one kernel row of large filters has `len = kw * in_c` and `stride` the volume.
+/// Armv7E-M only.
 ///
 /// The patches are widened to 16-bit pairs (offset added) 16 values at a time, once for all
 /// the filters, instead of once per filter as [`dot_x4`] does: per 4 values of a filter, one
 /// weight word split into two pairs and 4 windows x (`ldrd` + 2 `smlad`), 15 instructions
-/// for 16 MACs (26 in `dot_x4`). Reading a filter's chunk past `kvol` reads the next filter's
-/// first weights, times zero; a chunk that would run past the end of `filter` (the last
+/// for 16 MACs (26 in `dot_x4`). Reading a filter's chunk past `len` reads the values that
+/// follow it, times zero; a chunk that would run past the end of `filter` (the last
 /// filter's last one, more for filters under 16 values) is copied into a zero-padded buffer.
 #[cfg(arm_dsp)]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dot_x4_block(
     patches: &Patches,
     filter: &[i8],
-    kvol: usize,
+    stride: usize,
+    len: usize,
     offset: i32,
+    wide: &mut Wide,
     acc: &mut [[i32; 4]],
 ) {
     let n = acc.len().min(BLOCK);
-    let kvol = kvol.min(PATCH);
-    if n == 0 || kvol == 0 || filter.len() < n * kvol {
+    let len = len.min(PATCH);
+    if n == 0 || len == 0 || stride < len || filter.len() < (n - 1) * stride + len {
         return;
     }
-    let mut wide = [[0u32; 8]; 4];
-    for c in 0..kvol.div_ceil(16) {
-        dsp::widen_chunk(patches, c, offset, &mut wide);
-        let (at, total) = (16 * c, n * kvol);
-        // The filters j whose chunk, bytes j * kvol + at .. + 16, lies inside `filter` (all but
-        // the last when kvol >= 16, fewer for smaller filters); the others from a copy.
+    let total = filter.len();
+    for c in 0..len.div_ceil(16) {
+        dsp::widen_chunk(patches, c, offset, wide);
+        let at = 16 * c;
+        // The filters j whose chunk, bytes j * stride + at .. + 16, lies inside `filter`
+        // (all but the last when len >= 16, fewer for smaller filters); the others from a
+        // copy.
         let inside = match total.checked_sub(at + 16) {
-            Some(room) => (room / kvol + 1).min(n),
+            Some(room) => (room / stride + 1).min(n),
             None => 0,
         };
         // One call site for both cases (the loop is inlined: one copy of it in flash).
@@ -113,16 +124,16 @@ pub(crate) fn dot_x4_block(
         let mut j = 0;
         while j < n {
             let (src, count) = if j == 0 && inside > 0 {
-                (&filter[at..total], inside)
+                (&filter[at..], inside)
             } else {
-                // at < kvol (c < kvol / 16 rounded up): the chunk starts inside `filter`.
-                let start = j * kvol + at;
+                // at < len (c < len / 16 rounded up): the chunk starts inside `filter`.
+                let start = j * stride + at;
                 let part = &filter[start..total.min(start + 16)];
                 w = [0; 16];
                 w[..part.len()].copy_from_slice(part);
                 (&w[..], 1)
             };
-            dsp::chunk(src, kvol, &wide, &mut acc[j..j + count]);
+            dsp::chunk(src, stride, wide, &mut acc[j..j + count]);
             j += count;
         }
     }
@@ -325,19 +336,20 @@ mod dsp {
         }
     }
 
-    /// For each `j < acc.len()`: the 16 weights at `w[j * kvol..]` against the widened chunk,
-    /// added to `acc[j]` (4 windows). `w` must hold `(acc.len() - 1) * kvol + 16` values.
+    /// For each `j < acc.len()`: the 16 weights at `w[j * stride..]` against the widened
+    /// chunk, added to `acc[j]` (4 windows). `w` must hold `(acc.len() - 1) * stride + 16`
+    /// values.
     #[inline(always)]
-    pub(super) fn chunk(w: &[i8], kvol: usize, wide: &[[u32; 8]; 4], acc: &mut [[i32; 4]]) {
+    pub(super) fn chunk(w: &[i8], stride: usize, wide: &[[u32; 8]; 4], acc: &mut [[i32; 4]]) {
         let n = acc.len();
-        if n == 0 || kvol > 0xFFFF || n > 0xFFFF || w.len() < (n - 1) * kvol + 16 {
+        if n == 0 || stride > 0xFFFF || n > 0xFFFF || w.len() < (n - 1) * stride + 16 {
             return;
         }
         // The filter stride in the low half, the filters left in the high half.
-        let sc = (kvol | (n << 16)) as u32;
+        let sc = (stride | (n << 16)) as u32;
         // SAFETY: for each of the n filters j (the loop runs while the count in the high half
         // of `sc` is at least 1, and it starts at n >= 1): reads the words at byte offsets
-        // 0, 4, 8, 12 from `w + j * kvol` (inside `w`: (n - 1) * kvol + 16 <= w.len(), checked
+        // 0, 4, 8, 12 from `w + j * stride` (inside `w`: (n - 1) * stride + 16 <= w.len(), checked
         // above; unaligned word loads are allowed on Armv7-M for normal memory), the 128 bytes
         // of `wide` (word-aligned, as `ldrd` needs), and reads then writes the 16 bytes of
         // acc[j] (`ldm` / `stmia`, word-aligned i32s). Writes r0-r3, its other register

@@ -6,6 +6,7 @@
 //! without building the module; a test checks that both agree on shapes and parameter counts.
 
 pub mod alexnet;
+pub mod cmsis_cifar10;
 pub mod fc;
 pub mod lenet5;
 pub mod lenet5_like;
@@ -20,6 +21,7 @@ use burn::nn::{PaddingConfig2d, Relu, Sigmoid};
 use burn::tensor::{Device, Tensor};
 
 pub use alexnet::{AlexNet, AlexNetConfig};
+pub use cmsis_cifar10::{CmsisCifar10, CmsisCifar10Config};
 pub use fc::{Fc, FcConfig};
 pub use lenet5::{LeNet5, LeNet5Config};
 pub use lenet5_like::{LeNet5Like, LeNet5LikeConfig};
@@ -50,6 +52,11 @@ pub enum ModelKind {
     Vgg19,
     /// VGG-19 with batch normalisation.
     Vgg19Bn,
+    /// The CIFAR-10 network of the CMSIS-NN paper (Lai et al. 2018): three 5x5 convolutions
+    /// (32, 32, 64) with 2x2 max pooling, one dense layer (see `models::cmsis_cifar10`).
+    CmsisCifar10,
+    /// The same with batch normalisation after each convolution (folded at export).
+    CmsisCifar10Bn,
 }
 
 /// The sub-sampling of the LeNets' stages.
@@ -86,6 +93,8 @@ impl ModelKind {
         ModelKind::Vgg16Bn,
         ModelKind::Vgg19,
         ModelKind::Vgg19Bn,
+        ModelKind::CmsisCifar10,
+        ModelKind::CmsisCifar10Bn,
     ];
 
     /// The architecture for an input of `[c, h, w]` and `classes` outputs, default options.
@@ -106,6 +115,9 @@ impl ModelKind {
             ModelKind::Lenet5 => self.lenet5(input, classes, opts).layers(),
             ModelKind::Lenet5Like => self.lenet5_like(input, classes, opts).layers(),
             ModelKind::Alexnet => AlexNetConfig::new(c, classes).with_input([h, w]).layers(),
+            ModelKind::CmsisCifar10 | ModelKind::CmsisCifar10Bn => {
+                self.cmsis(input, classes).layers()
+            }
             _ => self.vgg(input, classes).expect("a VGG").layers(),
         }
     }
@@ -127,6 +139,12 @@ impl ModelKind {
             .with_input([h, w])
             .with_filters(o.filters.unwrap_or([6, 16]))
             .with_max_pool(o.pool != Some(PoolKind::Avg))
+    }
+
+    fn cmsis(self, [c, h, w]: [usize; 3], classes: usize) -> CmsisCifar10Config {
+        CmsisCifar10Config::new(c, classes)
+            .with_input([h, w])
+            .with_batch_norm(self == ModelKind::CmsisCifar10Bn)
     }
 
     fn vgg(self, [c, h, w]: [usize; 3], classes: usize) -> Option<VggConfig> {
@@ -183,6 +201,9 @@ impl ModelKind {
                     .with_input([h, w])
                     .init(device),
             ),
+            ModelKind::CmsisCifar10 | ModelKind::CmsisCifar10Bn => {
+                Network::CmsisCifar10(self.cmsis(input, classes).init(device))
+            }
             _ => Network::Vgg(self.vgg(input, classes).expect("a VGG").init(device)),
         }
     }
@@ -199,6 +220,8 @@ impl fmt::Display for ModelKind {
             ModelKind::Vgg16Bn => "vgg16-bn",
             ModelKind::Vgg19 => "vgg19",
             ModelKind::Vgg19Bn => "vgg19-bn",
+            ModelKind::CmsisCifar10 => "cmsis-cifar10",
+            ModelKind::CmsisCifar10Bn => "cmsis-cifar10-bn",
         })
     }
 }
@@ -238,6 +261,8 @@ pub enum Network {
     Alexnet(AlexNet),
     /// See [`Vgg`] (16 or 19, with or without batch norm).
     Vgg(Vgg),
+    /// See [`CmsisCifar10`].
+    CmsisCifar10(CmsisCifar10),
 }
 
 impl Network {
@@ -265,6 +290,7 @@ impl Network {
             Network::Lenet5Like(m) => m.forward(x),
             Network::Alexnet(m) => m.forward(x),
             Network::Vgg(m) => m.forward(x),
+            Network::CmsisCifar10(m) => m.forward(x),
         }
     }
 
@@ -272,6 +298,7 @@ impl Network {
     pub fn for_export(self) -> Network {
         match self {
             Network::Vgg(v) => Network::Vgg(v.fold_batch_norm()),
+            Network::CmsisCifar10(m) => Network::CmsisCifar10(m.fold_batch_norm()),
             other => other,
         }
     }

@@ -50,6 +50,15 @@ pub struct ConvBnRelu {
 }
 
 impl ConvBnRelu {
+    /// A convolution followed by an optional batch norm and ReLU.
+    pub fn new(conv: Conv2d, bn: Option<BatchNorm>) -> Self {
+        ConvBnRelu {
+            conv,
+            bn,
+            relu: Relu::new(),
+        }
+    }
+
     /// `[B, C_in, H, W]` -> `[B, C_out, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.bn {
