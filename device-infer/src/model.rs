@@ -1040,7 +1040,7 @@ impl<'a> Model<'a> {
         match split_regions(arena, x_at, x_len, y_at, y_len) {
             Some((x, y)) => run_layer(&l, &a, x, y),
             // Overlapping (validated at load: a fused conv+pool whose rows allow it).
-            None => run_rows(&l, &a, arena, x_at, y_at),
+            None => run_overlapping(&l, &a, arena, x_at, y_at),
         }
         let Some(y) = arena.get(y_at..y_at + y_len) else {
             return Err(layer_error(i, "out of the arena"));
@@ -1126,33 +1126,96 @@ pub const fn rows_overlap_ok(
     true
 }
 
-/// A fused conv+pool whose output overlaps its input (validated by [`rows_overlap_ok`]): one
-/// pooled row at a time in the safe order, each as a layer of its own over the input rows it
-/// reads (top padding adjusted), so any kernel computes it, with the same sums.
+/// A layer whose output overlaps its input. With `std` (a host, where RAM is plenty) the
+/// input is copied aside and the layer runs whole, as the fastest kernels want; elsewhere, and
+/// in this crate's tests, row groups in place ([`run_rows`]). The same sums either way.
+#[inline(always)]
+fn run_overlapping(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
+    #[cfg(all(feature = "std", not(test)))]
+    {
+        extern crate std;
+        use std::cell::RefCell;
+        use std::vec::Vec;
+        std::thread_local! {
+            static SCRATCH: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
+        }
+        let (x_len, y_len) = (l.input.len(), l.output.len());
+        SCRATCH.with_borrow_mut(|s| {
+            s.clear();
+            if let Some(x) = arena.get(x_at..x_at + x_len) {
+                s.extend_from_slice(x);
+            }
+            if let (true, Some(y)) = (s.len() == x_len, arena.get_mut(y_at..y_at + y_len)) {
+                run_layer(l, a, s, y);
+            }
+        });
+    }
+    #[cfg(not(all(feature = "std", not(test))))]
+    run_rows(l, a, arena, x_at, y_at);
+}
+
+/// A fused conv+pool whose output overlaps its input (validated by [`rows_overlap_ok`]):
+/// pooled rows in the safe order, in groups as large as stay clear of the input they and the
+/// rows after them read (one row always does, by validation), each group as a layer of its
+/// own over the input rows it reads (top padding adjusted), so any kernel computes it, with
+/// the same sums.
+#[cfg_attr(all(feature = "std", not(test)), allow(dead_code))]
 fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let Kind::Conv2d(Some(pool)) = l.kind else {
         return;
     };
-    let (k, s, pad) = (l.kernel[0], l.stride[0], l.padding[0]);
+    let (h, k, s, pad) = (l.input.h, l.kernel[0], l.stride[0], l.padding[0]);
     let (row_in, row_out) = (l.input.w * l.input.c, l.output.w * l.output.c);
     let filter = filter_dims(l.kernel, l.input);
     let rows = l.output.h;
-    for r in 0..rows {
-        let py = if y_at <= x_at { r } else { rows - 1 - r };
-        let (first, end) = pooled_row_inputs(py, l.input.h, k, s, pad);
+    let down = y_at <= x_at;
+    let (first_all, _) = pooled_row_inputs(0, h, k, s, pad);
+    let (_, end_all) = pooled_row_inputs(rows.saturating_sub(1), h, k, s, pad);
+    // Pooled rows [lo, hi) computed in one call leave intact what they and later rows read.
+    let clear = |lo: usize, hi: usize| {
+        let (x0, x1) = if down {
+            (pooled_row_inputs(lo, h, k, s, pad).0, end_all)
+        } else {
+            (first_all, pooled_row_inputs(hi - 1, h, k, s, pad).1)
+        };
+        let (y0, y1) = (y_at + lo * row_out, y_at + hi * row_out);
+        y1 <= x_at + x0 * row_in || y0 >= x_at + x1 * row_in
+    };
+    let mut done = 0;
+    while done < rows {
+        let (mut lo, mut hi) = if down {
+            (done, done + 1)
+        } else {
+            (rows - done - 1, rows - done)
+        };
+        if down {
+            while hi < rows && clear(lo, hi + 1) {
+                hi += 1;
+            }
+        } else {
+            while lo > 0 && clear(lo - 1, hi) {
+                lo -= 1;
+            }
+        }
+        done += hi - lo;
+        let (first, _) = pooled_row_inputs(lo, h, k, s, pad);
+        let (_, end) = pooled_row_inputs(hi - 1, h, k, s, pad);
         let in_dims = Dims {
             h: end - first,
             ..l.input
         };
-        let out_dims = Dims { h: 1, ..l.output };
+        let out_dims = Dims {
+            h: hi - lo,
+            ..l.output
+        };
         let mut p = l.conv_params();
-        p.padding[0] = pad + first - 2 * py * s;
+        p.padding[0] = pad + first - 2 * lo * s;
         let Some((x, y)) = split_regions(
             arena,
             x_at + first * row_in,
             in_dims.len(),
-            y_at + py * row_out,
-            row_out,
+            y_at + lo * row_out,
+            out_dims.len(),
         ) else {
             return;
         };

@@ -28,6 +28,10 @@ pub struct Board {
     pub core: &'static str,
     /// SysTick (core) clock QEMU gives the board.
     pub clock_hz: u32,
+    /// Flash the firmware links into (`firmware/boards/<name>.x`).
+    pub flash: usize,
+    /// RAM the firmware links into.
+    pub ram: usize,
 }
 
 /// The boards `deploy` knows.
@@ -37,18 +41,24 @@ pub const BOARDS: [Board; 3] = [
         target: "thumbv7em-none-eabihf",
         core: "Cortex-M4F",
         clock_hz: 25_000_000,
+        flash: 4 << 20,
+        ram: 64 << 10,
     },
     Board {
         name: "mps2-an500",
         target: "thumbv7em-none-eabihf",
         core: "Cortex-M7",
         clock_hz: 25_000_000,
+        flash: 4 << 20,
+        ram: 64 << 10,
     },
     Board {
         name: "microbit",
         target: "thumbv6m-none-eabi",
         core: "Cortex-M0",
         clock_hz: 16_000_000,
+        flash: 256 << 10,
+        ram: 16 << 10,
     },
 ];
 
@@ -678,6 +688,44 @@ pub fn host_outputs(m: &Model, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
     Ok(out)
 }
 
+/// How many test images of `input_len` pixels fit `board`'s flash beside a device model of
+/// `model_len` bytes and the code reserve (`targets::CODE_RESERVE`).
+pub fn digits_that_fit(board: &Board, model_len: usize, input_len: usize) -> usize {
+    board
+        .flash
+        .saturating_sub(model_len + crate::targets::CODE_RESERVE)
+        / (1 + input_len)
+}
+
+/// Refuses, with the numbers, a model that does not fit `board` with `digits` test images
+/// embedded: flash (model + images + the code reserve) and RAM (arena + the stack reserve).
+pub fn check_fit(board: &Board, m: &Model, model_len: usize, digits: usize) -> Result<()> {
+    use crate::targets::{CODE_RESERVE, STACK_RESERVE};
+    let images = digits * (1 + m.input_dims().len());
+    let flash = model_len + images + CODE_RESERVE;
+    let ram = m.arena_len() + STACK_RESERVE;
+    ensure!(
+        flash <= board.flash && ram <= board.ram,
+        "the model does not fit {} ({}): flash {flash} bytes (model {model_len} + {digits} test images {images} + code reserve {CODE_RESERVE}) of {} {}, RAM {ram} bytes (arena {} + stack reserve {STACK_RESERVE}) of {} {}",
+        board.name,
+        board.core,
+        board.flash,
+        if flash <= board.flash {
+            "fits"
+        } else {
+            "DOES NOT FIT"
+        },
+        m.arena_len(),
+        board.ram,
+        if ram <= board.ram {
+            "fits"
+        } else {
+            "DOES NOT FIT"
+        },
+    );
+    Ok(())
+}
+
 /// Builds, runs and compares: the whole of `export deploy`.
 pub fn deploy(cfg: &Config) -> Result<Report> {
     let bytes = std::fs::read(&cfg.model)
@@ -686,6 +734,7 @@ pub fn deploy(cfg: &Config) -> Result<Report> {
     let m = Model::from_bytes(aligned.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.model.display()))?;
     ensure!(!cfg.digits.is_empty(), "no digits to classify");
+    check_fit(&cfg.board, &m, bytes.len(), cfg.digits.len())?;
     let input_len = m.input_dims().len();
     for d in &cfg.digits {
         ensure!(

@@ -407,21 +407,37 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
                 }
                 _ => {
                     let board = deploy::find_board(target.board().unwrap_or("mps2-an386"))?;
-                    let digits = set
-                        .cases
-                        .iter()
-                        .map(|c| deploy::Digit {
-                            label: c.label as u8,
-                            pixels: c.pixels.clone(),
-                        })
-                        .collect();
-                    let cfg = deploy::Config::new(dir.join(DEVICE_MODEL), board, digits);
-                    deploy::deploy(&cfg)?
-                        .run
-                        .digits
-                        .into_iter()
-                        .map(|d| d.outputs)
-                        .collect()
+                    let model = dir.join(DEVICE_MODEL);
+                    let bytes = std::fs::read(&model)
+                        .with_context(|| format!("cannot read {}", model.display()))?;
+                    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+                    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+                    // As many cases per firmware as fit the board's flash (at least one, or
+                    // the refusal with its numbers).
+                    let per_run =
+                        deploy::digits_that_fit(&board, bytes.len(), m.input_dims().len())
+                            .clamp(1, set.cases.len().max(1));
+                    deploy::check_fit(&board, &m, bytes.len(), per_run)?;
+                    let mut outputs = Vec::with_capacity(n);
+                    for chunk in set.cases.chunks(per_run) {
+                        let digits = chunk
+                            .iter()
+                            .map(|c| deploy::Digit {
+                                label: c.label as u8,
+                                pixels: c.pixels.clone(),
+                            })
+                            .collect();
+                        let cfg = deploy::Config::new(model.clone(), board, digits);
+                        outputs.extend(
+                            deploy::deploy(&cfg)?
+                                .run
+                                .digits
+                                .into_iter()
+                                .map(|d| d.outputs),
+                        );
+                    }
+                    outputs
                 }
             };
             let limit = if target == Target::TractInt8 {

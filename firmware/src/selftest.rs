@@ -28,15 +28,26 @@ impl Rng {
     }
 }
 
+/// Input channels, side and kernel: on the Cortex-M4/M7 up to 24 channels of 5x5 (kernel rows
+/// of 120 values, whole filters of 600: the row variant of the patch kernel, as the CIFAR-10
+/// nets' 32-channel layers) and output channels past one 32-filter `smlad` block; the
+/// micro:bit's 16 KB of RAM holds 8 channels of 6x6 and 8 outputs.
+#[cfg(feature = "microbit")]
 const MAX_C: usize = 8;
+#[cfg(not(feature = "microbit"))]
+const MAX_C: usize = 24;
+#[cfg(feature = "microbit")]
 const MAX_HW: usize = 14;
+#[cfg(not(feature = "microbit"))]
+const MAX_HW: usize = 10;
+#[cfg(feature = "microbit")]
 const MAX_K: usize = 6;
-/// Output channels: past one 16-filter block of the Cortex-M4 patch path there; the
-/// micro:bit's 16 KB of RAM holds 8.
+#[cfg(not(feature = "microbit"))]
+const MAX_K: usize = 5;
 #[cfg(feature = "microbit")]
 const MAX_OC: usize = 8;
 #[cfg(not(feature = "microbit"))]
-const MAX_OC: usize = 20;
+const MAX_OC: usize = 36;
 const MAX_IN: usize = 160;
 /// Convolution output side with padding 2 on each side: 14 + 4 - 1 + 1.
 const MAX_CONV: usize = MAX_HW + 4;

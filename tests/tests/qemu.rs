@@ -112,7 +112,7 @@ fn kernels_match_their_references_on_random_cases_on_the_boards() {
     // kernels, on the target: random shapes, paddings, offsets, tables and pools.
     let dir = tempfile::tempdir().unwrap();
     let model = committed_model(dir.path());
-    for board in ["mps2-an386", "microbit"] {
+    for board in ["mps2-an386", "mps2-an500", "microbit"] {
         let mut cfg = deploy::Config::new(
             model.clone(),
             deploy::find_board(board).unwrap(),

@@ -335,7 +335,7 @@ pub fn conv2d_pool2x2_s8_patch(
     out_dims: Dims,
     output: &mut [i8],
 ) {
-    if filter_dims.len() > PATCH {
+    if filter_dims.len() > PATCH || cfg!(arm_dsp) {
         return patch_rows_impl::<{ cfg!(arm_dsp) }>(
             p,
             q,

@@ -109,7 +109,17 @@ pub(crate) fn dot_x4_block(
         return;
     }
     let total = filter.len();
-    for c in 0..len.div_ceil(16) {
+    let chunks = len.div_ceil(16);
+    // Every chunk of every filter inside `filter` (all blocks but the layer's last): one
+    // `chunk` call per 16 values, no per-chunk bookkeeping.
+    if (n - 1) * stride + 16 * chunks <= total {
+        for c in 0..chunks {
+            dsp::widen_chunk(patches, c, offset, wide);
+            dsp::chunk(&filter[16 * c..], stride, wide, &mut acc[..n]);
+        }
+        return;
+    }
+    for c in 0..chunks {
         dsp::widen_chunk(patches, c, offset, wide);
         let at = 16 * c;
         // The filters j whose chunk, bytes j * stride + at .. + 16, lies inside `filter`
