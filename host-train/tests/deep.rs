@@ -89,6 +89,46 @@ fn published_parameter_counts_at_224_with_1000_classes() {
     let flat = rows.iter().find(|r| r.name == "flatten").unwrap();
     assert_eq!(flat.output, vec![25_088]);
     assert_eq!(rows.iter().map(|r| r.macs).sum::<usize>(), 15_470_264_320);
+    // The CMSIS-NN paper's CIFAR-10 net: "12.3M" MACs; 89,578 parameters.
+    let c = [3, 32, 32];
+    assert_eq!(params(ModelKind::CmsisCifar10, c, 10), 89_578);
+    assert_eq!(params(ModelKind::CmsisCifar10Bn, c, 10), 89_578 + 2 * 128);
+    let rows = summary::summarize(c, &ModelKind::CmsisCifar10.layers(c, 10)).unwrap();
+    assert_eq!(rows.iter().map(|r| r.macs).sum::<usize>(), 12_298_240);
+    let flat = rows.iter().find(|r| r.name == "flatten").unwrap();
+    assert_eq!(flat.output, vec![1024]);
+}
+
+#[test]
+fn batch_norm_folds_into_the_cmsis_net_convolutions() {
+    let device = Device::flex();
+    // A few training steps so the running statistics are not the initial ones.
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 8,
+        ..TrainConfig::new(ModelKind::CmsisCifar10Bn, DatasetKind::Cifar10)
+    };
+    let splits = noise(32, 32, 10);
+    let dir = tempfile::tempdir().unwrap();
+    train::train(&cfg, &splits, dir.path(), &RunOptions::default()).unwrap();
+    let (_, net) = train::load_run_model(dir.path(), &device).unwrap();
+    let x = Tensor::<4>::random(
+        [4, 3, 32, 32],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let before: Vec<f32> = net.forward(x.clone()).into_data().iter::<f32>().collect();
+    let folded = net.clone().for_export();
+    // No batch norm is left: the plain network's parameters only.
+    assert_eq!(folded.num_params(), 89_578);
+    assert!(net.num_params() > 89_578);
+    let after: Vec<f32> = folded.forward(x).into_data().iter::<f32>().collect();
+    let max = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-4, "folded differs by {max}");
 }
 
 #[test]
