@@ -1037,10 +1037,15 @@ impl<'a> Model<'a> {
         };
         let (x_at, y_at) = (self.buffer_at(l.read), self.buffer_at(l.write));
         let (x_len, y_len) = (l.input.len(), l.output.len());
-        match split_regions(arena, x_at, x_len, y_at, y_len) {
-            Some((x, y)) => run_layer(&l, &a, x, y),
-            // Overlapping (validated at load: a fused conv+pool whose rows allow it).
-            None => run_overlapping(&l, &a, arena, x_at, y_at),
+        // Plain comparisons, so that a layer known at compile time folds to one branch.
+        let disjoint = !self.overlap || y_at >= x_at + x_len || y_at + y_len <= x_at;
+        if disjoint {
+            if let Some((x, y)) = split_regions(arena, x_at, x_len, y_at, y_len) {
+                run_layer(&l, &a, x, y);
+            }
+        } else {
+            // Validated at load: a fused conv+pool whose rows allow it.
+            run_overlapping(&l, &a, arena, x_at, y_at);
         }
         let Some(y) = arena.get(y_at..y_at + y_len) else {
             return Err(layer_error(i, "out of the arena"));
@@ -1154,12 +1159,28 @@ fn run_overlapping(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: u
     run_rows(l, a, arena, x_at, y_at);
 }
 
+/// What [`run_rows`] needs to size its row groups.
+struct GroupGeometry {
+    down: bool,
+    h: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    first_all: usize,
+    end_all: usize,
+    row_in: usize,
+    row_out: usize,
+    x_at: usize,
+    y_at: usize,
+}
+
 /// A fused conv+pool whose output overlaps its input (validated by [`rows_overlap_ok`]):
 /// pooled rows in the safe order, in groups as large as stay clear of the input they and the
 /// rows after them read (one row always does, by validation), each group as a layer of its
 /// own over the input rows it reads (top padding adjusted), so any kernel computes it, with
 /// the same sums.
 #[cfg_attr(all(feature = "std", not(test)), allow(dead_code))]
+#[inline(always)]
 fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let Kind::Conv2d(Some(pool)) = l.kind else {
         return;
@@ -1172,14 +1193,32 @@ fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let (first_all, _) = pooled_row_inputs(0, h, k, s, pad);
     let (_, end_all) = pooled_row_inputs(rows.saturating_sub(1), h, k, s, pad);
     // Pooled rows [lo, hi) computed in one call leave intact what they and later rows read.
-    let clear = |lo: usize, hi: usize| {
-        let (x0, x1) = if down {
-            (pooled_row_inputs(lo, h, k, s, pad).0, end_all)
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn clear(g: &GroupGeometry, lo: usize, hi: usize) -> bool {
+        let (x0, x1) = if g.down {
+            (pooled_row_inputs(lo, g.h, g.k, g.s, g.pad).0, g.end_all)
         } else {
-            (first_all, pooled_row_inputs(hi - 1, h, k, s, pad).1)
+            (
+                g.first_all,
+                pooled_row_inputs(hi - 1, g.h, g.k, g.s, g.pad).1,
+            )
         };
-        let (y0, y1) = (y_at + lo * row_out, y_at + hi * row_out);
-        y1 <= x_at + x0 * row_in || y0 >= x_at + x1 * row_in
+        let (y0, y1) = (g.y_at + lo * g.row_out, g.y_at + hi * g.row_out);
+        y1 <= g.x_at + x0 * g.row_in || y0 >= g.x_at + x1 * g.row_in
+    }
+    let g = GroupGeometry {
+        down,
+        h,
+        k,
+        s,
+        pad,
+        first_all,
+        end_all,
+        row_in,
+        row_out,
+        x_at,
+        y_at,
     };
     let mut done = 0;
     while done < rows {
@@ -1189,11 +1228,11 @@ fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
             (rows - done - 1, rows - done)
         };
         if down {
-            while hi < rows && clear(lo, hi + 1) {
+            while hi < rows && clear(&g, lo, hi + 1) {
                 hi += 1;
             }
         } else {
-            while lo > 0 && clear(lo - 1, hi) {
+            while lo > 0 && clear(&g, lo - 1, hi) {
                 lo -= 1;
             }
         }
@@ -1346,6 +1385,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// `f` with its CRC fixed up after an edit.
+    fn reseal(f: &[u8]) -> Vec<u8> {
+        let mut f = f.to_vec();
+        let crc = crc32(f.split_at(16).1).to_le_bytes();
+        f[12..16].copy_from_slice(&crc);
+        f
+    }
+
     /// The CMSIS-NN paper's CIFAR-10 net in shape (random constants): three fused 5x5 SAME
     /// conv + 2x2 max stages, 32, 32 and 64 channels, then a dense layer.
     pub(crate) fn cmsis_spec(seed: u64) -> ModelSpec {
@@ -1451,7 +1498,7 @@ pub(crate) mod tests {
             let mut f = write_planned(&spec, ArenaPlan::Overlap);
             f[16..20].copy_from_slice(&arena.to_le_bytes());
             f[20..24].copy_from_slice(&b1.to_le_bytes());
-            crate::fuzzing::sealed(&f)
+            reseal(&f)
         };
         // Buffer 1 a row too low: conv3's bottom-up rows would overwrite input still read.
         let f = AlignedBytes::new(&bytes_with(1536 - 256, 1536 - 256 + 8192));
@@ -1475,7 +1522,7 @@ pub(crate) mod tests {
         let mut f = write_planned(&dense_only, ArenaPlan::Overlap);
         f[41] = FLAG_OVERLAP;
         f[20..24].copy_from_slice(&4u32.to_le_bytes());
-        let f = AlignedBytes::new(&crate::fuzzing::sealed(&f));
+        let f = AlignedBytes::new(&reseal(&f));
         assert_eq!(
             Model::from_bytes(f.as_bytes()).unwrap_err(),
             Error::Layer {
@@ -1486,7 +1533,7 @@ pub(crate) mod tests {
         // Unknown flag bits.
         let mut f = write_planned(&spec, ArenaPlan::Overlap);
         f[41] = 3;
-        let f = AlignedBytes::new(&crate::fuzzing::sealed(&f));
+        let f = AlignedBytes::new(&reseal(&f));
         assert_eq!(
             Model::from_bytes(f.as_bytes()).unwrap_err(),
             Error::Header("unknown flags")
@@ -1787,6 +1834,47 @@ pub(crate) mod tests {
             (i as i32 - 128).clamp(-100, 100) as i8
         }));
         std::fs::write(dir.join("conv-avg-lut-dense.lnq8"), write(&s)).unwrap();
+        std::fs::write(dir.join("overlap-conv-conv-dense.lnq8"), small_overlap()).unwrap();
+    }
+
+    /// A small model whose arena overlaps (two fused conv+pool stages, then dense): a fuzz
+    /// seed for the overlap validation.
+    fn small_overlap() -> Vec<u8> {
+        use crate::writer::{ArenaPlan, write_planned};
+        let mut spec = cmsis_spec(3);
+        spec.input = Dims { h: 8, w: 8, c: 3 };
+        spec.layers.truncate(2);
+        spec.layers[0].input = spec.input;
+        spec.layers[0].output = Dims { h: 4, w: 4, c: 4 };
+        spec.layers[0].weights = bytes(4 * 25 * 3, 1);
+        spec.layers[0].bias.truncate(4);
+        spec.layers[0].multiplier.truncate(4);
+        spec.layers[0].shift.truncate(4);
+        let mut dense = spec.layers.pop().unwrap();
+        dense.kind = Kind::Dense;
+        dense.input = Dims { h: 4, w: 4, c: 4 };
+        dense.output = Dims { h: 1, w: 1, c: 3 };
+        dense.kernel = [0, 0];
+        dense.stride = [0, 0];
+        dense.padding = [0, 0];
+        dense.act = Clamp::NONE;
+        dense.weights = bytes(3 * 64, 2);
+        dense.bias.truncate(3);
+        dense.multiplier.truncate(3);
+        dense.shift.truncate(3);
+        spec.layers.push(dense);
+        write_planned(&spec, ArenaPlan::Overlap)
+    }
+
+    #[test]
+    fn the_small_overlap_seed_overlaps_and_runs() {
+        let f = AlignedBytes::new(&small_overlap());
+        let m = Model::from_bytes(f.as_bytes()).unwrap();
+        assert!(m.overlaps(), "arena {}", m.arena_len());
+        assert!(m.arena_len() < 192 + 64);
+        let mut arena = vec![0i8; m.arena_len()];
+        let x: Vec<i8> = bytes(192, 9);
+        assert_eq!(m.run(&x, &mut arena).unwrap().len(), 3);
     }
 
     #[test]

@@ -90,9 +90,6 @@ pub const fn patch_fits(filter_dims: Dims, input_offset: i32) -> bool {
     filter_dims.w * filter_dims.c <= PATCH && -128 <= -input_offset && -input_offset <= 127
 }
 
-/// Output channels per pass of the row variant (the `smlad` block's width).
-const ROW_BLOCK: usize = BLOCK;
-
 /// One requantized, clamped convolution output through the optional table.
 #[inline(always)]
 fn finish(p: &ConvParams, lut: Option<&[i8; 256]>, multiplier: i32, shift: i8, acc: i32) -> i32 {
@@ -320,8 +317,13 @@ pub fn conv2d_pool2x2_s8(
 /// row over the four patches (`dot_x4`: two MACs per `smlad` on a Cortex-M4), pooled by
 /// `pool4`. Same integer sums in another order, hence bit-exact. A filter larger than
 /// [`PATCH`] (whose kernel rows fit it, see [`patch_fits`]) is gathered and multiplied one
-/// kernel row at a time, 16 output channels per pass.
+/// kernel row at a time, 16 or 32 output channels per pass; on Armv7E-M every filter is (one
+/// conv kernel in flash, and the `smlad` block for every shape).
+///
+/// Inlined, so that a layer whose shape is known at compile time (`Model::run_static`) keeps
+/// only the variant and block width it uses.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn conv2d_pool2x2_s8_patch(
     p: &ConvParams,
     q: &PerChannelQuant,
@@ -336,7 +338,13 @@ pub fn conv2d_pool2x2_s8_patch(
     output: &mut [i8],
 ) {
     if filter_dims.len() > PATCH || cfg!(arm_dsp) {
-        return patch_rows_impl::<{ cfg!(arm_dsp) }>(
+        // 16 filters per pass where that is all there is: a smaller frame (the stack).
+        let rows = if out_dims.c <= 16 {
+            patch_rows_impl::<{ cfg!(arm_dsp) }, 16>
+        } else {
+            patch_rows_impl::<{ cfg!(arm_dsp) }, BLOCK>
+        };
+        return rows(
             p,
             q,
             in_dims,
@@ -371,7 +379,7 @@ pub fn conv2d_pool2x2_s8_patch(
 #[allow(clippy::too_many_arguments)]
 // Its own frame on Armv7E-M: the patches must not add to the one-channel variant's stack
 // (elsewhere that variant is not used and inlining keeps the stack smaller).
-#[cfg_attr(arm_dsp, inline(never))]
+#[inline(never)]
 fn patch_impl<const PADDED: bool>(
     p: &ConvParams,
     q: &PerChannelQuant,
@@ -503,15 +511,15 @@ fn patch_impl<const PADDED: bool>(
 }
 
 /// The row variant of [`conv2d_pool2x2_s8_patch`] for filters larger than [`PATCH`] whose
-/// kernel rows fit it: for each pooled output and each block of [`ROW_BLOCK`] output
+/// kernel rows fit it: for each pooled output and each block of `B` (at most [`BLOCK`]) output
 /// channels, kernel row `ky` of the four windows is gathered into the patches (`kw * in_c`
 /// values each, the zero point past them) and multiplied with row `ky` of the block's filters
 /// (`dot_x4_block` at the filter-volume stride on Armv7E-M when `PADDED`, `dot_x4` per filter
 /// elsewhere); rows wholly inside the vertical padding are skipped (they add zero). Same
 /// integer sums in another order, hence bit-exact.
 #[allow(clippy::too_many_arguments)]
-#[cfg_attr(arm_dsp, inline(never))]
-fn patch_rows_impl<const PADDED: bool>(
+#[inline(never)]
+fn patch_rows_impl<const PADDED: bool, const B: usize>(
     p: &ConvParams,
     q: &PerChannelQuant,
     in_dims: Dims,
@@ -532,7 +540,7 @@ fn patch_rows_impl<const PADDED: bool>(
     }
     let pad = (-p.input_offset).clamp(-128, 127) as i8;
     let mut patches: Patches = [[pad; PATCH]; 4];
-    let mut block_acc = [[0i32; 4]; ROW_BLOCK];
+    let mut block_acc = [[0i32; 4]; B];
     #[cfg(arm_dsp)]
     let mut wide: Wide = [[0; 8]; 4];
     for py in 0..out_dims.h {
@@ -540,8 +548,8 @@ fn patch_rows_impl<const PADDED: bool>(
             let wins = [(0, 0), (0, 1), (1, 0), (1, 1)]
                 .map(|(dy, dx)| Window::new(p, in_dims, filter_dims, 2 * py + dy, 2 * px + dx));
             let out = &mut output[(py * out_dims.w + px) * out_dims.c..][..out_dims.c];
-            for (b, outs) in out.chunks_mut(ROW_BLOCK).enumerate() {
-                let (o0, n) = (b * ROW_BLOCK, outs.len());
+            for (b, outs) in out.chunks_mut(B).enumerate() {
+                let (o0, n) = (b * B, outs.len());
                 let acc = &mut block_acc[..n];
                 for (a, &bi) in acc.iter_mut().zip(&bias[o0..o0 + n]) {
                     *a = [bi; 4];
@@ -740,7 +748,10 @@ mod tests {
             conv2d_pool2x2_s8_patch(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut rows);
             prop_assert_eq!(&rows, &want);
             let mut padded = vec![0i8; out_dims.len()];
-            patch_rows_impl::<true>(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut padded);
+            patch_rows_impl::<true, 32>(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut padded);
+            let mut narrow = vec![0i8; out_dims.len()];
+            patch_rows_impl::<false, 16>(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut narrow);
+            prop_assert_eq!(&narrow, &want);
             prop_assert_eq!(&padded, &want);
             let mut fused = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut fused);

@@ -110,15 +110,9 @@ pub(crate) fn dot_x4_block(
     }
     let total = filter.len();
     let chunks = len.div_ceil(16);
-    // Every chunk of every filter inside `filter` (all blocks but the layer's last): one
-    // `chunk` call per 16 values, no per-chunk bookkeeping.
-    if (n - 1) * stride + 16 * chunks <= total {
-        for c in 0..chunks {
-            dsp::widen_chunk(patches, c, offset, wide);
-            dsp::chunk(&filter[16 * c..], stride, wide, &mut acc[..n]);
-        }
-        return;
-    }
+    // Every chunk of every filter inside `filter` (all blocks but the layer's last): no
+    // per-chunk bookkeeping.
+    let all_inside = (n - 1) * stride + 16 * chunks <= total;
     for c in 0..chunks {
         dsp::widen_chunk(patches, c, offset, wide);
         let at = 16 * c;
@@ -126,6 +120,7 @@ pub(crate) fn dot_x4_block(
         // (all but the last when len >= 16, fewer for smaller filters); the others from a
         // copy.
         let inside = match total.checked_sub(at + 16) {
+            _ if all_inside => n,
             Some(room) => (room / stride + 1).min(n),
             None => 0,
         };
