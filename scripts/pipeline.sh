@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole path on the embedded default, in one command:
 #   train a LeNet5-like on MNIST -> export ONNX -> check it -> quantize to int8 -> golden set
-#   (burn, tract, int8 on the host, int8 in QEMU on a Cortex-M0 and a Cortex-M4) -> deploy to
+#   (burn, tract, int8 on the host, int8 in QEMU on a Cortex-M0, M4 and M7) -> deploy to
 #   the Cortex-M4 under QEMU -> one report.
 # Usage (from the repository root):
 #   bash scripts/pipeline.sh [--data-dir DIR] [--out DIR] [--epochs N]
@@ -72,7 +72,7 @@ int8 (device-infer): $(pick '^int8 accuracy' quantize)
                      $(pick 'int8 and float agree' quantize)
                      $(pick 'int8 ONNX' quantize)
 golden set:          $(pick '^golden \(passed\|FAILED\)' golden-verify)
-$(grep -E '^  (burn|tract|host-int8|tract-int8|qemu-m0|qemu-m4) ' "$logs/golden-verify.log" | sed 's/^  /                     /')
+$(grep -E '^  (burn|tract|host-int8|tract-int8|qemu-m0|qemu-m4|qemu-m7) ' "$logs/golden-verify.log" | sed 's/^  /                     /')
 Cortex-M4 (QEMU):    $(pick 'identical to device-infer' deploy)
                      $(pick 'instructions per inference' deploy)
                      $(pick 'instructions per MAC' deploy)

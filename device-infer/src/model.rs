@@ -1194,7 +1194,6 @@ fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let (_, end_all) = pooled_row_inputs(rows.saturating_sub(1), h, k, s, pad);
     // Pooled rows [lo, hi) computed in one call leave intact what they and later rows read.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn clear(g: &GroupGeometry, lo: usize, hi: usize) -> bool {
         let (x0, x1) = if g.down {
             (pooled_row_inputs(lo, g.h, g.k, g.s, g.pad).0, g.end_all)

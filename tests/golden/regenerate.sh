@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# Regenerates the golden set tests/golden/lenet5-like/: a LeNet5-like trained by host-train
-# (seed 42, 2 epochs, Adam 3e-3 cosine, 2 threads), its ONNX export and parity sample, then
-# `export golden generate`: the device model (model.lnq8), the int8 ONNX (model.int8.onnx) and
-# golden.pb (the first 100 MNIST test digits with burn's logits and device-infer's outputs).
-# Run from the repository root:
-#   bash tests/golden/regenerate.sh [DATA_DIR]        (DATA_DIR defaults to ../shared/data)
+# Regenerates a golden set under tests/golden/: the training run (host-train, seed 42), its
+# ONNX export, then `export golden generate`: the device model (model.lnq8), the int8 ONNX
+# (model.int8.onnx) and golden.pb (the first 100 test images with burn's logits and
+# device-infer's outputs). Run from the repository root:
+#   bash tests/golden/regenerate.sh [DATA_DIR] [CASE]     (DATA_DIR defaults to ../shared/data)
+# CASE (default lenet5-like):
+#   lenet5-like          MNIST, 2 epochs, Adam 3e-3 cosine, 2 threads (about 30 s)
+#   lenet5-like-cifar10  CIFAR-10, --filters 32,64, 40 epochs, Adam 2e-3 cosine, crop-flip pad 2
+#                        (about 10 min on 2 cores)
+#   cmsis-cifar10        CIFAR-10, the CMSIS-NN paper's net with batch norm (folded at export),
+#                        60 epochs, Adam 2e-3 cosine, crop-flip pad 4 (about 35 min on 2 cores)
 # Only the last step (golden generate) is needed after a change to the quantizer or the device
-# format:  target/release/export golden generate tests/golden/lenet5-like --data-dir DATA_DIR
-# The build of the `lenet-tests` crate reads model.onnx through burn-onnx's importer.
+# format:  target/release/export golden generate tests/golden/CASE --data-dir DATA_DIR
+# The build of the `lenet-tests` crate reads lenet5-like/model.onnx through burn-onnx's importer.
 set -euo pipefail
 data="${1:-../shared/data}"
-out=tests/golden/lenet5-like
+case="${2:-lenet5-like}"
+out=tests/golden/$case
 tmp=$(mktemp -d)
 cargo build --release -p host-train -p export
-target/release/host-train train --model lenet5-like --dataset mnist --data-dir "$data" \
-  --epochs 2 --lr 0.003 --schedule cosine --seed 42 --threads 2 --quiet --out "$tmp/run"
+train=(target/release/host-train train --seed 42 --threads 2 --quiet --out "$tmp/run"
+  --data-dir "$data")
+case "$case" in
+  lenet5-like)
+    "${train[@]}" --model lenet5-like --dataset mnist --epochs 2 --lr 0.003 --schedule cosine ;;
+  lenet5-like-cifar10)
+    "${train[@]}" --model lenet5-like --filters 32,64 --dataset cifar10 --epochs 40 --lr 0.002 \
+      --schedule cosine --augment crop-flip --augment-pad 2 ;;
+  cmsis-cifar10)
+    "${train[@]}" --model cmsis-cifar10-bn --dataset cifar10 --epochs 60 --lr 0.002 \
+      --schedule cosine --augment crop-flip --augment-pad 4 ;;
+  *) echo "unknown case $case (lenet5-like, lenet5-like-cifar10, cmsis-cifar10)" >&2; exit 2 ;;
+esac
 mkdir -p "$out/run"
 cp "$tmp/run/config.json" "$tmp/run/model.bpk" "$tmp/run/metrics.csv" "$out/run/"
 target/release/host-train export-onnx --run "$out/run" --out "$out/model.onnx" --data-dir "$data"
+# The parity sample of `export check` is kept for the MNIST fixture only (the CLI tests use it).
+[ "$case" = lenet5-like ] || rm -f "$out/model.sample.pb"
 target/release/export golden generate "$out" --data-dir "$data"
 rm -rf "$tmp"
 echo "regenerated $out"

@@ -180,3 +180,36 @@ fn independent_int8_run_agrees_on_the_full_test_set() {
     assert!(max_lsb <= 2, "max difference {max_lsb} LSB");
     assert!(agree * 1000 >= n * 999, "argmax agrees on {agree}/{n}");
 }
+
+#[test]
+fn export_check_refuses_the_colour_lenet_on_the_microbit_with_the_numbers() {
+    // 257k int8 weights do not fit the micro:bit's 256 KB of flash; its RAM would do. The
+    // CMSIS-NN net (90 KB of weights, a 9,728-byte overlapping arena) fits.
+    let dir = fixture_dir().join("..");
+    let part = export::targets::find("microbit").unwrap();
+    let check = |case: &str| {
+        let g = export::graph::load(&dir.join(case).join("model.onnx")).unwrap();
+        let a = export::ops::analyse(&g).unwrap();
+        export::check::report(&g, &a, Some(part))
+    };
+    let r = check("lenet5-like-cifar10");
+    assert!(!r.ok, "{}", r.text);
+    assert!(
+        r.text
+            .contains("target microbit (Cortex-M0, nRF51822 (BBC micro:bit v1)): flash 270606 / 262144 bytes (103%) DOES NOT FIT, RAM 10432 / 16384 bytes (64%) fits"),
+        "{}",
+        r.text
+    );
+    // The arena check reports is the device model's: the committed file's.
+    let bytes = std::fs::read(dir.join("lenet5-like-cifar10/model.lnq8")).unwrap();
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes()).unwrap();
+    assert_eq!(r.footprint.device_arena.map(|a| a.1), Some(m.arena_len()));
+    let r = check("cmsis-cifar10");
+    assert!(r.ok, "{}", r.text);
+    assert!(
+        r.text.contains("RAM 12288 / 16384 bytes (75%) fits"),
+        "{}",
+        r.text
+    );
+}
