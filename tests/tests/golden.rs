@@ -46,8 +46,16 @@ fn every_target_reproduces_the_committed_golden_sets() {
             eprintln!("{name}: {}", v.text());
             assert!(v.pass, "{name}: {}", v.text());
             assert_eq!((v.cases, v.within), (100, 100), "{name}: {}", v.text());
+            let tol = golden::load(&dir).unwrap().tolerances.unwrap();
             match target {
-                Target::Burn | Target::Tract => assert!(v.max_diff <= 1e-5),
+                Target::Burn | Target::Tract => {
+                    assert!(
+                        v.max_diff <= tol.float_max_abs as f64,
+                        "{name}: {}",
+                        v.text()
+                    );
+                    assert!(tol.float_max_abs <= 5e-4, "{name}: {tol:?}");
+                }
                 Target::TractInt8 => assert!(v.max_diff <= 2.0),
                 _ => assert_eq!(v.max_diff, 0.0, "{name}: {}", v.text()),
             }
