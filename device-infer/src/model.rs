@@ -1131,12 +1131,13 @@ pub const fn rows_overlap_ok(
     true
 }
 
-/// A layer whose output overlaps its input. With `std` (a host, where RAM is plenty) the
-/// input is copied aside and the layer runs whole, as the fastest kernels want; elsewhere, and
-/// in this crate's tests, row groups in place ([`run_rows`]). The same sums either way.
+/// A layer whose output overlaps its input. On an x86-64 host with `std` (RAM is plenty, and
+/// the AVX kernels want whole layers) the input is copied aside and the layer runs whole;
+/// elsewhere (the boards, the Linux ARM box: no allocation, the same instructions every run),
+/// and in this crate's tests, row groups in place ([`run_rows`]). The same sums either way.
 #[inline(always)]
 fn run_overlapping(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
-    #[cfg(all(feature = "std", not(test)))]
+    #[cfg(all(feature = "std", target_arch = "x86_64", not(test)))]
     {
         extern crate std;
         use std::cell::RefCell;
@@ -1155,7 +1156,7 @@ fn run_overlapping(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: u
             }
         });
     }
-    #[cfg(not(all(feature = "std", not(test))))]
+    #[cfg(not(all(feature = "std", target_arch = "x86_64", not(test))))]
     run_rows(l, a, arena, x_at, y_at);
 }
 
@@ -1179,7 +1180,10 @@ struct GroupGeometry {
 /// rows after them read (one row always does, by validation), each group as a layer of its
 /// own over the input rows it reads (top padding adjusted), so any kernel computes it, with
 /// the same sums.
-#[cfg_attr(all(feature = "std", not(test)), allow(dead_code))]
+#[cfg_attr(
+    all(feature = "std", target_arch = "x86_64", not(test)),
+    allow(dead_code)
+)]
 #[inline(always)]
 fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let Kind::Conv2d(Some(pool)) = l.kind else {
