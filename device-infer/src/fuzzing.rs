@@ -86,7 +86,7 @@ pub fn device_model(data: &[u8]) {
 /// The fields of the format a structured mutation may set: (offset, width in bytes). Header
 /// fields first (arena length, buffer split, layer and output counts, input dims, zero points,
 /// input quantization, table offset), then the fields of a layer entry, relative to it.
-const HEADER_FIELDS: [(usize, usize); 13] = [
+const HEADER_FIELDS: [(usize, usize); 14] = [
     (16, 4),
     (20, 4),
     (24, 2),
@@ -98,6 +98,7 @@ const HEADER_FIELDS: [(usize, usize); 13] = [
     (35, 1),
     (36, 4),
     (40, 1),
+    (41, 1),
     (44, 4),
     (8, 4),
 ];
