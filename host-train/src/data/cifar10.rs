@@ -11,7 +11,6 @@
 //! datasets` and the loader say how many). The download is the official
 //! `cifar-10-binary.tar.gz`, checked against the MD5 its authors publish and unpacked in Rust.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{DataError, ImageSet, Splits, download, idx};
@@ -309,35 +308,29 @@ pub fn unpack(archive: &[u8], dir: &Path) -> Result<(), String> {
         .copied()
         .chain([TEST_FILE, META_FILE])
         .collect();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     let mut found = Vec::new();
-    for entry in tar
-        .entries()
-        .map_err(|e| format!("{ARCHIVE}: not a tar.gz: {e}"))?
-    {
-        let mut entry = entry.map_err(|e| format!("{ARCHIVE}: corrupt archive: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("{ARCHIVE}: bad entry name: {e}"))?
-            .into_owned();
+    download::tar_gz_entries(
+        archive,
+        ARCHIVE,
         // Only `cifar-10-batches-bin/<wanted file>`; any other entry is skipped.
-        let name = match path.file_name().and_then(|n| n.to_str()) {
-            Some(n) if wanted.contains(&n) => n.to_string(),
-            _ => continue,
-        };
-        if path.parent().and_then(|p| p.file_name()) != Some(ARCHIVE_DIR.as_ref()) {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("{ARCHIVE}: {name}: {e}"))?;
-        if name != META_FILE {
-            parse_batch(Path::new(&name), &bytes).map_err(|e| format!("{ARCHIVE}: {e}"))?;
-        }
-        crate::checkpoint::write_atomic(&dir.join(&name), &bytes).map_err(|e| e.to_string())?;
-        found.push(name);
-    }
+        |path| match path.file_name().and_then(|n| n.to_str()) {
+            Some(n)
+                if wanted.contains(&n)
+                    && path.parent().and_then(|p| p.file_name()) == Some(ARCHIVE_DIR.as_ref()) =>
+            {
+                Some(n.to_string())
+            }
+            _ => None,
+        },
+        |name, bytes| {
+            if name != META_FILE {
+                parse_batch(Path::new(&name), &bytes).map_err(|e| format!("{ARCHIVE}: {e}"))?;
+            }
+            crate::checkpoint::write_atomic(&dir.join(&name), &bytes).map_err(|e| e.to_string())?;
+            found.push(name);
+            Ok(())
+        },
+    )?;
     if !found.iter().any(|f| f == TEST_FILE)
         || !TRAIN_FILES.iter().any(|f| found.contains(&f.to_string()))
     {

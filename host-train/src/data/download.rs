@@ -66,6 +66,37 @@ pub fn fetch_files(files: &[FileSpec], mirrors: &[&str], dir: &Path) -> Result<(
     Ok(())
 }
 
+/// Reads the entries of a `.tar.gz` archive (named `archive` in messages) in memory, no shell:
+/// for each entry whose path `wanted` maps to a name, its bytes go to `each(name, bytes)`; the
+/// others are skipped unread. Errors name the archive and the entry.
+pub fn tar_gz_entries<T>(
+    archive_bytes: &[u8],
+    archive: &str,
+    mut wanted: impl FnMut(&Path) -> Option<T>,
+    mut each: impl FnMut(T, Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive_bytes));
+    for entry in tar
+        .entries()
+        .map_err(|e| format!("{archive}: not a tar.gz: {e}"))?
+    {
+        let mut entry = entry.map_err(|e| format!("{archive}: corrupt archive: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("{archive}: bad entry name: {e}"))?
+            .into_owned();
+        let Some(name) = wanted(&path) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{archive}: {}: {e}", path.display()))?;
+        each(name, bytes)?;
+    }
+    Ok(())
+}
+
 /// MD5 of `bytes` (hex): only to check archives whose authors publish nothing stronger.
 pub fn md5_hex(bytes: &[u8]) -> String {
     md5::Md5::digest(bytes)

@@ -20,7 +20,7 @@
 //! shares, rounded down, with the remainders given to classes in a seeded order. The default is
 //! the seed's protocol: 1,360 = 1,000 train + 360 test (21 or 22 per class), no validation set.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -476,43 +476,31 @@ pub fn fetch(dir: &Path, mirrors: &[String]) -> Result<(), String> {
 pub fn unpack(archive: &[u8], dir: &Path) -> Result<(), String> {
     let out = dir.join("jpg");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     let mut seen = vec![false; IMAGES];
-    for entry in tar
-        .entries()
-        .map_err(|e| format!("{ARCHIVE}: not a tar.gz: {e}"))?
-    {
-        let mut entry = entry.map_err(|e| format!("{ARCHIVE}: corrupt archive: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("{ARCHIVE}: bad entry name: {e}"))?
-            .into_owned();
-        let Some(n) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(image_number)
-            .filter(|n| (1..=IMAGES).contains(n))
-        else {
-            continue;
-        };
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("{ARCHIVE}: {}: {e}", path.display()))?;
-        let got = download::sha256_hex(&bytes);
-        let want = expected_sha256(n).unwrap_or_default();
-        if got != want {
-            return Err(format!(
-                "{ARCHIVE}: image_{n:04}.jpg: checksum mismatch: sha256 {got}, expected {want}"
-            ));
-        }
-        let dest = out.join(format!("image_{n:04}.jpg"));
-        let mut f = std::fs::File::create(&dest)
-            .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-        f.write_all(&bytes)
-            .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-        seen[n - 1] = true;
-    }
+    download::tar_gz_entries(
+        archive,
+        ARCHIVE,
+        |path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(image_number)
+                .filter(|n| (1..=IMAGES).contains(n))
+        },
+        |n, bytes| {
+            let got = download::sha256_hex(&bytes);
+            let want = expected_sha256(n).unwrap_or_default();
+            if got != want {
+                return Err(format!(
+                    "{ARCHIVE}: image_{n:04}.jpg: checksum mismatch: sha256 {got}, expected {want}"
+                ));
+            }
+            let dest = out.join(format!("image_{n:04}.jpg"));
+            crate::checkpoint::write_atomic(&dest, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            seen[n - 1] = true;
+            Ok(())
+        },
+    )?;
     match seen.iter().position(|s| !s) {
         Some(i) => Err(format!("{ARCHIVE}: image_{:04}.jpg is missing", i + 1)),
         None => Ok(()),
@@ -568,6 +556,7 @@ pub fn verify(dir: &Path) -> Vec<(String, Result<String, String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     /// A small JPEG of a solid colour.
     fn jpeg(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
