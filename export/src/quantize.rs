@@ -540,13 +540,22 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<Quantized> {
                 let (mut bias, mut multiplier, mut shift) = (Vec::new(), Vec::new(), Vec::new());
                 for (o, r) in rows.iter().enumerate() {
                     let amax = r.iter().fold(0f32, |a, v| a.max(v.abs()));
-                    let s_w = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+                    let b = s.bias.as_ref().map_or(0.0, |b| b[o]);
+                    // A channel whose weights all but vanished (weight decay leaves such
+                    // filters) would get a rescale below what a Q31 multiplier and a shift
+                    // of -31 represent, and a bias past the int32 range: its weight scale is
+                    // raised until both fit (its tiny weights then round to 0, as they add
+                    // nothing). Other channels are not affected (the floors are far below).
+                    let (s_in, s_out) = (in_q.scale as f64, target_q.scale as f64);
+                    let floor = (s_out / s_in / (1u64 << 30) as f64)
+                        .max(b.abs() as f64 / s_in / (1u64 << 30) as f64)
+                        as f32;
+                    let s_w = if amax > 0.0 { amax / 127.0 } else { 1.0 }.max(floor);
                     weight_scales.push(s_w);
                     weights.extend(
                         r.iter()
                             .map(|v| (v / s_w).round().clamp(-127.0, 127.0) as i8),
                     );
-                    let b = s.bias.as_ref().map_or(0.0, |b| b[o]);
                     let acc_scale = in_q.scale as f64 * s_w as f64;
                     bias.push(
                         (b as f64 / acc_scale)

@@ -141,3 +141,61 @@ fn int8_onnx_in_tract_matches_device_infer_within_one_lsb() {
     assert!(max_lsb <= 2, "max difference {max_lsb} LSB");
     assert!(agree >= n - 1, "argmax agrees on {agree}/{n}");
 }
+
+#[test]
+fn a_filter_that_all_but_vanished_still_quantizes() {
+    // Weight decay leaves such filters (the committed CIFAR-10 CMSIS-NN net has one): scale
+    // one of conv2's filters by 1e-9 and its rescale would fall below a Q31 multiplier with a
+    // shift of -31. The quantizer raises that channel's weight scale instead of failing; its
+    // weights round to 0 and it outputs its bias, as the float network does.
+    use protos::Message;
+    let bytes = std::fs::read(fixture_dir().join("model.onnx")).unwrap();
+    let mut m = protos::onnx::ModelProto::decode(&bytes[..]).unwrap();
+    let graph = m.graph.as_mut().unwrap();
+    let w = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.dims == [16, 6, 5, 5])
+        .expect("conv2's weights");
+    let per_filter = 6 * 5 * 5;
+    if w.raw_data.is_empty() {
+        for v in &mut w.float_data[3 * per_filter..4 * per_filter] {
+            *v *= 1e-9;
+        }
+    } else {
+        for c in w.raw_data[4 * 3 * per_filter..4 * 4 * per_filter].chunks_exact_mut(4) {
+            let v = f32::from_le_bytes(c.try_into().unwrap()) * 1e-9;
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vanished.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let g = export::graph::load(&path).unwrap();
+    let found = data::locate(DatasetKind::Mnist, Some(&data_root())).unwrap();
+    let d = DatasetKind::Mnist.load(&found.dir).unwrap();
+    let cal: Vec<Vec<f32>> = (0..200)
+        .map(|i| export::parity::unit_pixels(d.train.image(i)))
+        .collect();
+    let ranges = quantize::calibrate(&g, cal.iter().map(Vec::as_slice)).unwrap();
+    let q = quantize::quantize(&g, &ranges).unwrap();
+    let conv2 = &q.spec.layers[1];
+    assert!(
+        conv2.weights[3 * per_filter..4 * per_filter]
+            .iter()
+            .all(|&v| v == 0)
+    );
+    assert!((-31..=30).contains(&conv2.shift[3]), "{:?}", conv2.shift);
+    // The other filters keep their usual scales: the model still classifies.
+    let bytes = device_infer::writer::write(&q.spec);
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let model = device_infer::Model::from_bytes(aligned.as_bytes()).unwrap();
+    let pixels: Vec<&[u8]> = (0..500).map(|i| d.test.image(i)).collect();
+    let outs = export::deploy::host_outputs(&model, &pixels).unwrap();
+    let right = outs
+        .iter()
+        .zip(&d.test.labels)
+        .filter(|(o, l)| device_infer::argmax(o) == **l as usize)
+        .count();
+    assert!(right >= 480, "{right}/500");
+}
