@@ -10,7 +10,7 @@
 #                        (about 10 min on 2 cores)
 #   cmsis-cifar10        CIFAR-10, the CMSIS-NN paper's net with batch norm (folded at export),
 #                        90 epochs, SGD momentum 0.05 cosine, weight decay 5e-4, crop-flip pad 4
-#                        (about 50 min on 2 cores)
+#                        (about 50 min on 2 idle cores)
 # Only the last step (golden generate) is needed after a change to the quantizer or the device
 # format:  target/release/export golden generate tests/golden/CASE --data-dir DATA_DIR
 # The build of the `lenet-tests` crate reads lenet5-like/model.onnx through burn-onnx's importer.
