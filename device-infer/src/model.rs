@@ -1092,10 +1092,75 @@ const fn pooled_row_inputs(py: usize, h: usize, k: usize, s: usize, pad: usize) 
     (first, if end < h { end } else { h })
 }
 
+/// The rows of a fused conv+pool whose output (at arena offset `y_at`) may share bytes with
+/// its input (at `x_at`): rows are computed top-down when the output starts at or below the
+/// input, bottom-up otherwise.
+struct RowGeometry {
+    down: bool,
+    h: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    /// The first input row the layer reads and the end of the last.
+    first_all: usize,
+    end_all: usize,
+    row_in: usize,
+    row_out: usize,
+    x_at: usize,
+    y_at: usize,
+}
+
+impl RowGeometry {
+    const fn new(
+        input: Dims,
+        output: Dims,
+        k: usize,
+        s: usize,
+        pad: usize,
+        x_at: usize,
+        y_at: usize,
+    ) -> Self {
+        let first_all = pooled_row_inputs(0, input.h, k, s, pad).0;
+        let end_all = pooled_row_inputs(output.h.saturating_sub(1), input.h, k, s, pad).1;
+        RowGeometry {
+            down: y_at <= x_at,
+            h: input.h,
+            k,
+            s,
+            pad,
+            first_all,
+            end_all,
+            row_in: input.w * input.c,
+            row_out: output.w * output.c,
+            x_at,
+            y_at,
+        }
+    }
+
+    /// Input rows `[first, end)` pooled row `py` reads.
+    #[inline(always)]
+    const fn inputs(&self, py: usize) -> (usize, usize) {
+        pooled_row_inputs(py, self.h, self.k, self.s, self.pad)
+    }
+
+    /// Whether pooled rows `[lo, hi)`, computed in one pass, leave intact the input rows they
+    /// and the rows after them read (a superset: their union's hull).
+    #[inline(always)]
+    const fn clear(&self, lo: usize, hi: usize) -> bool {
+        let (x0, x1) = if self.down {
+            (self.inputs(lo).0, self.end_all)
+        } else {
+            (self.first_all, self.inputs(hi - 1).1)
+        };
+        let (y0, y1) = (self.y_at + lo * self.row_out, self.y_at + hi * self.row_out);
+        y1 <= self.x_at + x0 * self.row_in || y0 >= self.x_at + x1 * self.row_in
+    }
+}
+
 /// Whether a fused conv+pool from arena offset `x_at` to `y_at` may share bytes with its
-/// input: rows are computed one pooled row at a time, top-down when the output starts at or
-/// below the input, bottom-up otherwise, and no output row may touch an input row that it or
-/// a later row still reads (every pooled row must read at least one input row).
+/// input: computed one pooled row at a time in [`RowGeometry`]'s order, no output row may
+/// touch an input row that it or a later row still reads (and every pooled row must read at
+/// least one input row).
 pub const fn rows_overlap_ok(
     input: Dims,
     output: Dims,
@@ -1105,25 +1170,11 @@ pub const fn rows_overlap_ok(
     x_at: usize,
     y_at: usize,
 ) -> bool {
-    let (row_in, row_out) = (input.w * input.c, output.w * output.c);
-    let down = y_at <= x_at;
-    let (first_all, _) = pooled_row_inputs(0, input.h, k, s, pad);
-    let (_, end_all) = pooled_row_inputs(output.h.saturating_sub(1), input.h, k, s, pad);
+    let g = RowGeometry::new(input, output, k, s, pad, x_at, y_at);
     let mut py = 0;
     while py < output.h {
-        let (first, end) = pooled_row_inputs(py, input.h, k, s, pad);
-        if first >= end {
-            return false;
-        }
-        // Input rows this row or a later one reads (a superset: their union's hull).
-        let (lo, hi) = if down {
-            (first, end_all)
-        } else {
-            (first_all, end)
-        };
-        let (x0, x1) = (x_at + lo * row_in, x_at + hi * row_in);
-        let (y0, y1) = (y_at + py * row_out, y_at + (py + 1) * row_out);
-        if y0 < x1 && x0 < y1 {
+        let (first, end) = g.inputs(py);
+        if first >= end || !g.clear(py, py + 1) {
             return false;
         }
         py += 1;
@@ -1160,21 +1211,6 @@ fn run_overlapping(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: u
     run_rows(l, a, arena, x_at, y_at);
 }
 
-/// What [`run_rows`] needs to size its row groups.
-struct GroupGeometry {
-    down: bool,
-    h: usize,
-    k: usize,
-    s: usize,
-    pad: usize,
-    first_all: usize,
-    end_all: usize,
-    row_in: usize,
-    row_out: usize,
-    x_at: usize,
-    y_at: usize,
-}
-
 /// A fused conv+pool whose output overlaps its input (validated by [`rows_overlap_ok`]):
 /// pooled rows in the safe order, in groups as large as stay clear of the input they and the
 /// rows after them read (one row always does, by validation), each group as a layer of its
@@ -1189,59 +1225,28 @@ fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
     let Kind::Conv2d(Some(pool)) = l.kind else {
         return;
     };
-    let (h, k, s, pad) = (l.input.h, l.kernel[0], l.stride[0], l.padding[0]);
-    let (row_in, row_out) = (l.input.w * l.input.c, l.output.w * l.output.c);
+    let (k, s, pad) = (l.kernel[0], l.stride[0], l.padding[0]);
+    let g = RowGeometry::new(l.input, l.output, k, s, pad, x_at, y_at);
     let filter = filter_dims(l.kernel, l.input);
     let rows = l.output.h;
-    let down = y_at <= x_at;
-    let (first_all, _) = pooled_row_inputs(0, h, k, s, pad);
-    let (_, end_all) = pooled_row_inputs(rows.saturating_sub(1), h, k, s, pad);
-    // Pooled rows [lo, hi) computed in one call leave intact what they and later rows read.
-    #[inline(always)]
-    fn clear(g: &GroupGeometry, lo: usize, hi: usize) -> bool {
-        let (x0, x1) = if g.down {
-            (pooled_row_inputs(lo, g.h, g.k, g.s, g.pad).0, g.end_all)
-        } else {
-            (
-                g.first_all,
-                pooled_row_inputs(hi - 1, g.h, g.k, g.s, g.pad).1,
-            )
-        };
-        let (y0, y1) = (g.y_at + lo * g.row_out, g.y_at + hi * g.row_out);
-        y1 <= g.x_at + x0 * g.row_in || y0 >= g.x_at + x1 * g.row_in
-    }
-    let g = GroupGeometry {
-        down,
-        h,
-        k,
-        s,
-        pad,
-        first_all,
-        end_all,
-        row_in,
-        row_out,
-        x_at,
-        y_at,
-    };
     let mut done = 0;
     while done < rows {
-        let (mut lo, mut hi) = if down {
+        let (mut lo, mut hi) = if g.down {
             (done, done + 1)
         } else {
             (rows - done - 1, rows - done)
         };
-        if down {
-            while hi < rows && clear(&g, lo, hi + 1) {
+        if g.down {
+            while hi < rows && g.clear(lo, hi + 1) {
                 hi += 1;
             }
         } else {
-            while lo > 0 && clear(&g, lo - 1, hi) {
+            while lo > 0 && g.clear(lo - 1, hi) {
                 lo -= 1;
             }
         }
         done += hi - lo;
-        let (first, _) = pooled_row_inputs(lo, h, k, s, pad);
-        let (_, end) = pooled_row_inputs(hi - 1, h, k, s, pad);
+        let (first, end) = (g.inputs(lo).0, g.inputs(hi - 1).1);
         let in_dims = Dims {
             h: end - first,
             ..l.input
@@ -1254,9 +1259,9 @@ fn run_rows(l: &Entry, a: &Arrays, arena: &mut [i8], x_at: usize, y_at: usize) {
         p.padding[0] = pad + first - 2 * lo * s;
         let Some((x, y)) = split_regions(
             arena,
-            x_at + first * row_in,
+            x_at + first * g.row_in,
             in_dims.len(),
-            y_at + lo * row_out,
+            y_at + lo * g.row_out,
             out_dims.len(),
         ) else {
             return;

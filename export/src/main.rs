@@ -39,43 +39,10 @@ enum Command {
     Quantize {
         /// The ONNX file.
         model: PathBuf,
-        /// Calibration dataset (its first training images) and test set (default: the one
-        /// whose images the model's input takes: MNIST for 28x28x1, CIFAR-10 for 32x32x3).
-        #[arg(long, value_enum)]
-        calib: Option<host_train::data::DatasetKind>,
-        /// Folder holding the dataset (or a data root), as for host-train.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Calibration images (the first N training images).
-        #[arg(long, default_value_t = 1000)]
-        calib_images: usize,
-        /// Cut each activation range to this percentile of the calibration values (e.g.
-        /// 99.999) instead of min/max.
-        #[arg(long)]
-        percentile: Option<f64>,
-        /// Test images to score (default: all).
-        #[arg(long)]
-        test_images: Option<usize>,
-        /// The device model to write (`.lnq8`).
-        #[arg(long)]
-        out: PathBuf,
-        /// Also write the same integer model as int8 ONNX (standard ops) and compare tract's
-        /// int8 outputs with ours on the scored test images.
-        #[arg(long)]
-        onnx_out: Option<PathBuf>,
-        /// Quantize the network's logits over their whole calibrated range instead of the range
-        /// where the argmax is decided (smallest runner-up to largest runner-up plus half the
-        /// span; confident winners and clear losers saturate). Use it when the int8 logits
-        /// themselves matter more than the class.
-        #[arg(long)]
-        full_output_range: bool,
-        /// The activation arena: `overlap` (the smallest: buffer 1 starts inside buffer 0 and
-        /// a fused conv+pool writes over input rows it has consumed) or `separate` (two
-        /// disjoint buffers).
-        #[arg(long, value_enum, default_value_t = ArenaArg::Overlap)]
-        arena: ArenaArg,
+        #[command(flatten)]
+        args: QuantizeArgs,
     },
-    /// Build the firmware for a board with the device model and MNIST test digits embedded, run
+    /// Build the firmware for a board with the device model and test images embedded, run
     /// it under QEMU, compare its int8 outputs with device-infer on the host bit for bit, and
     /// print per-layer and total instruction counts, instructions per MAC, flash and RAM.
     /// Exits 1 when any output differs.
@@ -253,31 +220,7 @@ fn run() -> Result<bool> {
             }
             Ok(report.bit_exact())
         }
-        Command::Quantize {
-            model,
-            calib,
-            data_dir,
-            calib_images,
-            percentile,
-            test_images,
-            out,
-            onnx_out,
-            full_output_range,
-            arena,
-        } => cmd_quantize(
-            model,
-            QuantizeArgs {
-                calib,
-                data_dir,
-                calib_images,
-                percentile,
-                test_images,
-                out,
-                onnx_out,
-                full_output_range,
-                arena: arena.plan(),
-            },
-        ),
+        Command::Quantize { model, args } => cmd_quantize(model, args),
         Command::Check {
             model,
             target,
@@ -337,16 +280,43 @@ fn run() -> Result<bool> {
 }
 
 /// `export quantize`'s options.
+#[derive(clap::Args, Debug)]
 struct QuantizeArgs {
+    /// Calibration dataset (its first training images) and test set (default: the one
+    /// whose images the model's input takes: MNIST for 28x28x1, CIFAR-10 for 32x32x3).
+    #[arg(long, value_enum)]
     calib: Option<host_train::data::DatasetKind>,
+    /// Folder holding the dataset (or a data root), as for host-train.
+    #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Calibration images (the first N training images).
+    #[arg(long, default_value_t = 1000)]
     calib_images: usize,
+    /// Cut each activation range to this percentile of the calibration values (e.g.
+    /// 99.999) instead of min/max.
+    #[arg(long)]
     percentile: Option<f64>,
+    /// Test images to score (default: all).
+    #[arg(long)]
     test_images: Option<usize>,
+    /// The device model to write (`.lnq8`).
+    #[arg(long)]
     out: PathBuf,
+    /// Also write the same integer model as int8 ONNX (standard ops) and compare tract's
+    /// int8 outputs with ours on the scored test images.
+    #[arg(long)]
     onnx_out: Option<PathBuf>,
+    /// Quantize the network's logits over their whole calibrated range instead of the range
+    /// where the argmax is decided (smallest runner-up to largest runner-up plus half the
+    /// span; confident winners and clear losers saturate). Use it when the int8 logits
+    /// themselves matter more than the class.
+    #[arg(long)]
     full_output_range: bool,
-    arena: device_infer::writer::ArenaPlan,
+    /// The activation arena: `overlap` (the smallest: buffer 1 starts inside buffer 0 and
+    /// a fused conv+pool writes over input rows it has consumed) or `separate` (two
+    /// disjoint buffers).
+    #[arg(long, value_enum, default_value_t = ArenaArg::Overlap)]
+    arena: ArenaArg,
 }
 
 fn cmd_quantize(model: PathBuf, args: QuantizeArgs) -> Result<bool> {
@@ -362,6 +332,7 @@ fn cmd_quantize(model: PathBuf, args: QuantizeArgs) -> Result<bool> {
         full_output_range,
         arena,
     } = args;
+    let arena = arena.plan();
     let g = graph::load(&model)?;
     let input_hwc = match g.input_shape[..] {
         [_, c, h, w] => [h, w, c],
