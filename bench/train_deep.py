@@ -7,7 +7,7 @@ side by side in one run, same architecture, batch, input size and optimizer (Ada
   - vgg16 on the flowers at 224x224 (17 classes), batch 16
 
 host-train trains through its CLI on the real data (`--iterations N`, evaluation excluded from
-images/s, which metrics.csv reports); PyTorch trains the same networks (defined below, with
+images/s, which metrics.csv reports); PyTorch trains the same networks (bench/torch_train.py, with
 the same layer shapes, parameter counts printed and compared) on random tensors of the same
 shape already in memory, so its figure has no data-loading cost at all. The first steps are
 warm-up on both sides and are not timed.
@@ -37,65 +37,6 @@ CASES = {
     "vgg16": ("oxflower17", 224, 17, 16, 1, 4),
 }
 
-TORCH_SCRIPT = r'''
-import json, sys, time
-import torch, torch.nn as nn
-model, size, classes, batch, warm, steps, threads = sys.argv[1:8]
-size, classes, batch, warm, steps, threads = map(int, (size, classes, batch, warm, steps, threads))
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-
-def lenet5_like():
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),        # 32 -> 28 -> 14
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),       # 14 -> 10 -> 5
-        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, classes))
-
-class LRN(nn.Module):
-    def __init__(self): super().__init__(); self.lrn = nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
-    def forward(self, x): return self.lrn(x)
-
-def alexnet():
-    return nn.Sequential(
-        nn.Conv2d(3, 96, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2), LRN(),
-        nn.Conv2d(96, 256, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(3, 2), LRN(),
-        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(), nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, classes))
-
-def vgg16():
-    layers, c = [], 3
-    for n, co in zip([2, 2, 3, 3, 3], [64, 128, 256, 512, 512]):
-        for _ in range(n):
-            layers += [nn.Conv2d(c, co, 3, padding=1), nn.ReLU()]
-            c = co
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(),
-                         nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(4096, classes))
-
-net = {"lenet5-like": lenet5_like, "alexnet": alexnet, "vgg16": vgg16}[model]()
-opt = torch.optim.Adam(net.parameters(), lr=1e-3 if model == "lenet5-like" else 1e-4)
-loss_fn = nn.CrossEntropyLoss()
-x = torch.rand(batch, 3, size, size)
-y = torch.randint(0, classes, (batch,))
-def step():
-    opt.zero_grad(set_to_none=True)
-    loss = loss_fn(net(x), y)
-    loss.backward()
-    opt.step()
-    return loss.item()
-for _ in range(warm):
-    step()
-t0 = time.perf_counter()
-for _ in range(steps):
-    step()
-dt = time.perf_counter() - t0
-print(json.dumps({"params": sum(p.numel() for p in net.parameters()),
-                  "img_per_s": steps * batch / dt, "torch": torch.__version__}))
-'''
 
 
 def ours(model, data_dir, threads):
@@ -128,11 +69,15 @@ def ours(model, data_dir, threads):
 
 
 def torch(py, model, threads):
+    """PyTorch's twin (bench/torch_train.py) on random tensors of the same shape."""
     if not py:
         return None
     _, size, classes, batch, warm, steps = CASES[model]
-    out = subprocess.run([py, "-c", TORCH_SCRIPT, model, str(size), str(classes), str(batch),
-                          str(warm), str(steps), str(threads)],
+    lr = "1e-3" if model == "lenet5-like" else "1e-4"
+    out = subprocess.run([py, os.path.join(ROOT, "bench", "torch_train.py"), "--model", model,
+                          "--random", f"3x{size}x{size}", "--classes", str(classes),
+                          "--batch", str(batch), "--warmup", str(warm), "--steps", str(steps),
+                          "--threads", str(threads), "--lr", lr],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -30,6 +30,9 @@ enum Command {
     Eval(EvalArgs),
     /// Which datasets are present where, and whether their checksums verify.
     Datasets(DataArgs),
+    /// Write a dataset's train and test splits as NumPy `.npy` files (u8 NCHW images, u8
+    /// labels), as host-train trains on them: for other frameworks (scripts/gpu-check.sh).
+    Dump(DumpArgs),
     /// Per-layer output shape, parameters, MACs and activation bytes of a model.
     Summary(SummaryArgs),
     /// Plot test accuracy against iterations of one or more runs into one PNG or SVG.
@@ -231,9 +234,13 @@ impl DeviceArgs {
         match self.device {
             DeviceKind::Flex => Ok(Device::flex()),
             #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => Ok(Device::cuda(0)),
+            DeviceKind::Cuda => probe(Device::cuda(0), "cuda", "libcuda (the NVIDIA driver)"),
             #[cfg(feature = "wgpu")]
-            DeviceKind::Wgpu => Ok(Device::wgpu(Default::default())),
+            DeviceKind::Wgpu => probe(
+                Device::wgpu(Default::default()),
+                "wgpu",
+                "a Vulkan, Metal or DX12 adapter",
+            ),
             #[allow(unreachable_patterns)]
             other => bail!(
                 "--device {} is not compiled in: rebuild with `cargo build --release -p host-train --features {}`",
@@ -241,6 +248,25 @@ impl DeviceArgs {
                 format!("{other:?}").to_lowercase()
             ),
         }
+    }
+}
+
+/// Runs one tiny operation on a GPU device, so that a missing driver or adapter is an error
+/// here rather than a panic from the backend's worker thread in the middle of a run.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn probe(device: Device, name: &str, needs: &str) -> Result<Device> {
+    let d = device.clone();
+    let ok = std::panic::catch_unwind(move || {
+        burn::tensor::Tensor::<1>::ones([4], &d)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    match ok {
+        Ok(4.0) => Ok(device),
+        Ok(v) => bail!("--device {name}: a test sum gave {v}, not 4"),
+        Err(_) => bail!(
+            "--device {name}: the device did not start (it needs {needs}; the backend's message is above)"
+        ),
     }
 }
 
@@ -343,6 +369,35 @@ struct EvalArgs {
 }
 
 #[derive(Args, Debug)]
+struct DumpArgs {
+    /// The dataset.
+    #[arg(long, value_enum)]
+    dataset: DatasetKind,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Side of the square input for the flowers [default: 224].
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// `npy`: `train-images.npy`, `train-labels.npy`, `test-images.npy`, `test-labels.npy`;
+    /// `jpeg`: the flowers as a resized class-folder copy (same names, so the same split), small
+    /// enough to carry to a machine without the originals.
+    #[arg(long, value_enum, default_value_t = DumpFormat::Npy)]
+    format: DumpFormat,
+    /// JPEG quality of `--format jpeg`.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// The folder to write into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum DumpFormat {
+    Npy,
+    Jpeg,
+}
+
+#[derive(Args, Debug)]
 struct SummaryArgs {
     /// The network.
     #[arg(long, value_enum, default_value_t = ModelKind::Lenet5Like)]
@@ -391,6 +446,7 @@ pub fn main() -> Result<()> {
         Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Datasets(a) => cmd_datasets(a),
+        Command::Dump(a) => cmd_dump(a),
         Command::Compare(a) => cmd_compare(*a),
         Command::Plot(a) => {
             let metrics = a
@@ -623,6 +679,47 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         100.0 * correct as f64 / pred.len().max(1) as f64,
         pred.len()
     );
+    Ok(())
+}
+
+fn cmd_dump(a: DumpArgs) -> Result<()> {
+    let found = data::locate_or_download(a.dataset, a.data.data_dir.as_deref())?;
+    if a.format == DumpFormat::Jpeg {
+        if a.dataset != DatasetKind::Oxflower17 {
+            bail!(
+                "--format jpeg writes the flowers only (MNIST and CIFAR-10 are small as they are)"
+            );
+        }
+        let size = a.image_size.unwrap_or(data::flowers::DEFAULT_SIZE);
+        let (count, bytes) =
+            data::flowers::write_resized_copy(&found.dir, size, &a.out, a.quality)?;
+        println!(
+            "{}: {} images at {size}x{size}, JPEG quality {} -> {} ({:.1} MB)",
+            a.dataset,
+            count,
+            a.quality,
+            a.out.display(),
+            bytes as f64 / 1e6
+        );
+        return Ok(());
+    }
+    let opts = data::LoadOptions {
+        image_size: a.image_size,
+        cache_dir: None,
+    };
+    let splits = a.dataset.load_with(&found.dir, &opts)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    for (prefix, set) in [("train", &splits.train), ("test", &splits.test)] {
+        data::npy::write_split(&a.out, prefix, set)?;
+        let [c, h, w] = set.shape;
+        println!(
+            "{}: {} {prefix} images of {c}x{h}x{w} -> {}/{prefix}-images.npy, {prefix}-labels.npy",
+            a.dataset,
+            set.len(),
+            a.out.display()
+        );
+    }
     Ok(())
 }
 

@@ -222,3 +222,101 @@ fn compare_reads_a_grid_file_and_flags_override_it() {
         "{err}"
     );
 }
+
+/// The header of a `.npy` file and its data.
+fn npy(path: &std::path::Path) -> (String, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8(bytes[10..10 + len].to_vec()).unwrap();
+    (header, bytes[10 + len..].to_vec())
+}
+
+#[test]
+fn dump_writes_the_splits_host_train_trains_on() {
+    use host_train::data::{DatasetKind, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mnist");
+    let (ok, said, err) = run(bin()
+        .args(["dump", "--dataset", "mnist", "--data-dir"])
+        .arg(data_root())
+        .arg("--out")
+        .arg(&out));
+    assert!(ok, "{err}");
+    assert!(said.contains("60000 train images of 1x28x28"), "{said}");
+    let splits = DatasetKind::Mnist.load(&data_root().join("mnist")).unwrap();
+    let (header, images) = npy(&out.join("train-images.npy"));
+    assert!(header.contains("'descr': '|u1'") && header.contains("(60000, 1, 28, 28)"));
+    assert!(
+        images == splits.train.images,
+        "train images differ from the loader's"
+    );
+    let (header, labels) = npy(&out.join("test-labels.npy"));
+    assert!(header.contains("'shape': (10000,)"), "{header}");
+    assert_eq!(labels, splits.test.labels);
+
+    // The flowers as a small JPEG copy: the same split, the pixels within JPEG's loss.
+    let copy = dir.path().join("flowers");
+    let cache = dir.path().join("cache");
+    let (ok, said, err) = run(bin()
+        .env("HOST_TRAIN_CACHE_DIR", &cache)
+        .args([
+            "dump",
+            "--dataset",
+            "oxflower17",
+            "--format",
+            "jpeg",
+            "--image-size",
+            "32",
+        ])
+        .args(["--quality", "95", "--data-dir"])
+        .arg(data_root())
+        .arg("--out")
+        .arg(&copy));
+    assert!(ok, "{err}");
+    assert!(
+        said.contains("1360 images at 32x32, JPEG quality 95"),
+        "{said}"
+    );
+    let opts = LoadOptions {
+        image_size: Some(32),
+        cache_dir: Some(cache),
+    };
+    let original = DatasetKind::Oxflower17
+        .load_with(&data_root().join("oxflower17"), &opts)
+        .unwrap();
+    let small = DatasetKind::Oxflower17.load_with(&copy, &opts).unwrap();
+    assert_eq!(small.train.labels, original.train.labels);
+    assert_eq!(small.test.labels, original.test.labels);
+    let diff: u64 = small
+        .test
+        .images
+        .iter()
+        .zip(&original.test.images)
+        .map(|(&a, &b)| a.abs_diff(b) as u64)
+        .sum();
+    let mean = diff as f64 / original.test.images.len() as f64;
+    assert!(mean < 3.0, "mean absolute pixel difference {mean:.2}");
+    assert!(
+        std::fs::read_to_string(copy.join("classes.txt"))
+            .unwrap()
+            .starts_with("00 "),
+    );
+
+    let (ok, _, err) = run(bin()
+        .args([
+            "dump",
+            "--dataset",
+            "cifar10",
+            "--format",
+            "jpeg",
+            "--data-dir",
+        ])
+        .arg(data_root())
+        .arg("--out")
+        .arg(dir.path().join("c")));
+    assert!(
+        !ok && err.contains("--format jpeg writes the flowers only"),
+        "{err}"
+    );
+}

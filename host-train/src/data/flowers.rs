@@ -553,6 +553,61 @@ pub fn verify(dir: &Path) -> Vec<(String, Result<String, String>)> {
     out
 }
 
+/// Writes the copy in `dir`, decoded and resized to `size` x `size`, as a class-folder copy in
+/// `out` (`00` .. `16` holding JPEGs of the same names at `quality`, and `classes.txt`): a
+/// small copy of the flowers to carry where the originals are not (scripts/gpu-check.sh). The
+/// same names keep the same seeded split. Returns the images and the bytes written.
+pub fn write_resized_copy(
+    dir: &Path,
+    size: usize,
+    out: &Path,
+    quality: u8,
+) -> anyhow::Result<(usize, u64)> {
+    use anyhow::Context;
+    let sources = sources(dir)?;
+    let names = class_names(dir)?;
+    let all = decode_all(dir, size, None)?;
+    let plane = size * size;
+    let mut total = 0u64;
+    for c in 0..CLASSES {
+        let folder = out.join(format!("{c:02}"));
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    for (i, src) in sources.iter().enumerate() {
+        let chw = all.set.image(i);
+        let mut hwc = vec![0u8; 3 * plane];
+        for p in 0..plane {
+            for ch in 0..3 {
+                hwc[3 * p + ch] = chw[ch * plane + p];
+            }
+        }
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
+            .encode(
+                &hwc,
+                size as u32,
+                size as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .with_context(|| format!("cannot encode {}", src.path.display()))?;
+        let name = src
+            .path
+            .file_name()
+            .context("image path has no file name")?;
+        let path = out.join(format!("{:02}", src.label)).join(name);
+        crate::checkpoint::write_atomic(&path, &jpeg)?;
+        total += jpeg.len() as u64;
+    }
+    let list: String = names
+        .iter()
+        .enumerate()
+        .map(|(c, n)| format!("{c:02} {n}\n"))
+        .collect();
+    crate::checkpoint::write_atomic(&out.join("classes.txt"), list.as_bytes())?;
+    Ok((sources.len(), total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod download;
 pub mod flowers;
 pub mod idx;
 pub mod mnist;
+pub mod npy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
