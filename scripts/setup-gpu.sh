@@ -42,16 +42,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v unzip >/dev/null || need+=(unzip)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -e /usr/include/zstd.h ] || need+=(libzstd-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "${need[*]} not found: install (apt-get install ${need[*]}) and run this again" >&2
-    exit 1
-  fi
-fi
+. scripts/apt-install.sh
+apt_install ${need[@]+"${need[@]}"}
 
 if [ ! -e "$sentinel" ]; then
   work="$(mktemp -d)"

@@ -20,13 +20,5 @@ done
 need=()
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "${need[*]} not found: install (apt-get install ${need[*]}) and run this again" >&2
-    exit 1
-  fi
-fi
+. "$(dirname "$0")/apt-install.sh"
+apt_install ${need[@]+"${need[@]}"}
