@@ -114,16 +114,19 @@ fn pack(lo: i16, hi: i16) -> i32 {
 /// Bias, multiplier and shift of channels `16b..16b + 16` as three runs of 16 i32 (zeros past
 /// the last channel), for every block `b`: `quant[48 * b..][..48]`.
 fn block_quant16(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
+    let channels = bias.len().min(q.multiplier.len()).min(q.shift.len());
     for (b, blk) in quant.chunks_exact_mut(48).enumerate() {
-        for l in 0..16 {
-            let o = 16 * b + l;
-            let (bi, m, s) = match (bias.get(o), q.multiplier.get(o), q.shift.get(o)) {
-                (Some(&bi), Some(&m), Some(&s)) => (bi, m, s as i32),
-                _ => (0, 0, 0),
-            };
-            blk[l] = bi;
-            blk[16 + l] = m;
-            blk[32 + l] = s;
+        let lo = (16 * b).min(channels);
+        let n = (channels - lo).min(16);
+        let (bi, rest) = blk.split_at_mut(16);
+        let (m, sh) = rest.split_at_mut(16);
+        bi[..n].copy_from_slice(&bias[lo..lo + n]);
+        m[..n].copy_from_slice(&q.multiplier[lo..lo + n]);
+        for (d, &s) in sh.iter_mut().zip(&q.shift[lo..lo + n]) {
+            *d = s as i32;
+        }
+        for v in [bi, m, sh] {
+            v[n..].fill(0);
         }
     }
 }
@@ -348,25 +351,22 @@ fn c1_rows<const NP: usize, const U8: bool>(
             // group is done (a byte store per channel and pixel, with stride `oc`, cost a
             // quarter of this kernel).
             let mut res = [[0i8; 16]; 16];
-            for (o, w) in words.chunks_exact(kh * NP).take(oc).enumerate() {
-                let mut acc = [_mm512_set1_epi32(start[o]); 4];
-                for (w, rr) in w.chunks_exact(NP).zip(v.windows(2)) {
-                    let (r0, r1) = (&rr[0], &rr[1]);
-                    for (j, &w) in w.iter().enumerate().take(NP) {
-                        let w = _mm512_set1_epi32(w);
-                        if U8 {
-                            acc[0] = _mm512_dpbusd_epi32(acc[0], r0[0][j], w);
-                            acc[1] = _mm512_dpbusd_epi32(acc[1], r0[1][j], w);
-                            acc[2] = _mm512_dpbusd_epi32(acc[2], r1[0][j], w);
-                            acc[3] = _mm512_dpbusd_epi32(acc[3], r1[1][j], w);
-                        } else {
-                            acc[0] = _mm512_dpwssd_epi32(acc[0], r0[0][j], w);
-                            acc[1] = _mm512_dpwssd_epi32(acc[1], r0[1][j], w);
-                            acc[2] = _mm512_dpwssd_epi32(acc[2], r1[0][j], w);
-                            acc[3] = _mm512_dpwssd_epi32(acc[3], r1[1][j], w);
-                        }
+            // Three channels at a time: twelve independent chains hide `vpdpbusd`'s latency
+            // (one channel's four chains left the kernel latency-bound).
+            let (mut first, mut done) = (0, 0);
+            let mut group = [[_mm512_setzero_si512(); 4]; 3];
+            for o in 0..oc {
+                if o == done {
+                    let w = &words[o * kh * NP..];
+                    let g = (oc - o).min(3);
+                    (first, done) = (o, o + g);
+                    match g {
+                        3 => c1_windows::<3, NP, U8>(&v, w, &start[o..], kh, &mut group),
+                        2 => c1_windows::<2, NP, U8>(&v, w, &start[o..], kh, &mut group),
+                        _ => c1_windows::<1, NP, U8>(&v, w, &start[o..], kh, &mut group),
                     }
                 }
+                let acc = group[o - first];
                 let (m, sh) = (q.multiplier[o], q.shift[o]);
                 if max_no_lut {
                     // Requantization is monotonic (see `pool4`): pool the accumulators.
@@ -377,7 +377,18 @@ fn c1_rows<const NP: usize, const U8: bool>(
                     let r = requantize16(best, _mm512_set1_epi32(m), _mm512_set1_epi32(sh as i32));
                     let r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, offset), lo), hi);
                     res[o % 16] = bytemuck::cast(_mm512_cvtepi32_epi8(r));
-                    if o % 16 == 15 || o + 1 == oc {
+                    if oc <= 16 && o + 1 == oc {
+                        // One group of channels: transposed, a 16-byte store per pixel. The
+                        // bytes past its `oc` belong to the next pixel (or group, or row),
+                        // stored after this one.
+                        for (l, px) in transpose16(&res).iter().enumerate().take(count) {
+                            let at = l * oc;
+                            match out.get_mut(at..).and_then(|d| d.first_chunk_mut::<16>()) {
+                                Some(d) => *d = *px,
+                                None => out[at..at + oc].copy_from_slice(&px[..oc]),
+                            }
+                        }
+                    } else if o % 16 == 15 || o + 1 == oc {
                         let (g0, n) = (o - o % 16, o % 16 + 1);
                         for (l, px_out) in out.chunks_mut(oc).take(count).enumerate() {
                             for (d, r) in px_out[g0..g0 + n].iter_mut().zip(&res) {
@@ -394,39 +405,105 @@ fn c1_rows<const NP: usize, const U8: bool>(
     }
 }
 
+/// The transpose of a 16 x 16 byte matrix (`res[o][l]`: channel `o`, pixel `l`): pixel `l`'s
+/// 16 channel bytes. Four rounds of interleaving row `i` with row `i + 8` (a perfect shuffle
+/// of the 8 index bits, four times) put element `(o, l)` at `(l, o)`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn transpose16(res: &[[i8; 16]; 16]) -> [[i8; 16]; 16] {
+    let mut r: [__m128i; 16] = res.map(bytemuck::cast);
+    for _ in 0..4 {
+        let mut n = [_mm_setzero_si128(); 16];
+        for i in 0..8 {
+            n[2 * i] = _mm_unpacklo_epi8(r[i], r[i + 8]);
+            n[2 * i + 1] = _mm_unpackhi_epi8(r[i], r[i + 8]);
+        }
+        r = n;
+    }
+    r.map(bytemuck::cast)
+}
+
+/// The four windows' accumulators of `G` consecutive channels of [`c1_rows`] into `acc[..G]`:
+/// channel `k`'s words of taps are `words[k * kh * NP..][..kh * NP]`, its starting sum
+/// `start[k]`; `v` holds the image vectors of the pooled row (see there).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn c1_windows<const G: usize, const NP: usize, const U8: bool>(
+    v: &[[[__m512i; NP]; 2]],
+    words: &[i32],
+    start: &[i32],
+    kh: usize,
+    acc: &mut [[__m512i; 4]; 3],
+) {
+    for (a, &st) in acc.iter_mut().zip(start).take(G) {
+        *a = [_mm512_set1_epi32(st); 4];
+    }
+    for (ky, rr) in v.windows(2).take(kh).enumerate() {
+        let (r0, r1) = (&rr[0], &rr[1]);
+        for j in 0..NP {
+            let x = [r0[0][j], r0[1][j], r1[0][j], r1[1][j]];
+            for (k, a) in acc.iter_mut().enumerate().take(G) {
+                let w = _mm512_set1_epi32(words.get((k * kh + ky) * NP + j).copied().unwrap_or(0));
+                for (a, &x) in a.iter_mut().zip(&x) {
+                    *a = if U8 {
+                        _mm512_dpbusd_epi32(*a, x, w)
+                    } else {
+                        _mm512_dpwssd_epi32(*a, x, w)
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// A layer's filters packed for [`conv_pool`] or [`conv_pool_u8`], with the bytes and shape
 /// they were packed from.
 pub(super) struct Packed {
     /// `[oc, kh, run, kvol, values per word (2 or 4)]`.
     shape: [usize; 5],
     filter: Vec<i8>,
+    /// Where `filter` was read from (compared instead of the bytes in a model's own scratch,
+    /// see [`ModelScratch`](super::ModelScratch)).
+    at: usize,
     /// `[block][ky][word]`, per lane of 16 output channels (zero past `oc`) a word of two
     /// i16 or four i8 weights of a kernel row (zero past its end).
     pairs: Vec<[i32; 16]>,
-    /// Per output channel, the sum of its weights (for `conv_pool_u8`'s offset).
+    /// Per output channel, the sum of its weights (for `conv_pool_u8`'s and `dense_u8`'s
+    /// offset); zeros past `oc` to a whole block of 16.
     sums: Vec<i32>,
 }
 
-/// Layers whose packed filters are kept per thread (a model's convolutions, reused call after
-/// call: packing took a fifth of LeNet5-like's second layer).
-const PACKED_LAYERS: usize = 8;
+/// Layers whose packed filters are kept per thread (a model's convolutions and small dense
+/// layers, reused call after call: packing took a fifth of LeNet5-like's second layer).
+const PACKED_LAYERS: usize = 16;
 
 /// The packed form of `filter` (shape `[oc, kh, run, kvol, per]`, `per` values per word): from
 /// the cache when an entry's shape and bytes are these (compared in full, so a new model at an
-/// old address is packed anew), else packed and added, the oldest entry dropped past
-/// [`PACKED_LAYERS`].
-fn packed_filters<'a>(cache: &'a mut Vec<Packed>, filter: &[i8], shape: [usize; 5]) -> &'a Packed {
-    if let Some(i) = cache
-        .iter()
-        .position(|e| e.shape == shape && e.filter == filter)
-    {
+/// old address is packed anew; by address where the bytes at an address are `fixed`), else
+/// packed and added, the oldest entry dropped past [`PACKED_LAYERS`].
+fn packed_filters<'a>(
+    cache: &'a mut Vec<Packed>,
+    fixed: bool,
+    filter: &[i8],
+    shape: [usize; 5],
+) -> &'a Packed {
+    let same = |e: &Packed| {
+        e.shape == shape
+            && e.filter.len() == filter.len()
+            && if fixed {
+                e.at == filter.as_ptr() as usize
+            } else {
+                e.filter == filter
+            }
+    };
+    if let Some(i) = cache.iter().position(same) {
         return &cache[i];
     }
     let [oc, kh, run, kvol, per] = shape;
     let nw = run.div_ceil(per);
     let nk = kh * nw;
     let mut pairs = std::vec![[0i32; 16]; oc.div_ceil(16) * nk];
-    let mut sums = std::vec![0i32; oc];
+    let mut sums = std::vec![0i32; 16 * oc.div_ceil(16)];
     for (o, w) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
         sums[o] = w.iter().map(|&v| v as i32).sum();
         let blk = &mut pairs[o / 16 * nk..][..nk];
@@ -447,6 +524,7 @@ fn packed_filters<'a>(cache: &'a mut Vec<Packed>, filter: &[i8], shape: [usize; 
     cache.push(Packed {
         shape,
         filter: filter.to_vec(),
+        at: filter.as_ptr() as usize,
         pairs,
         sums,
     });
@@ -520,7 +598,12 @@ pub(super) fn conv_pool_u8(
     let run = kw * c;
     let nw = run.div_ceil(4);
     let nk = kh * nw;
-    let packed = packed_filters(&mut s.packed, filter, [oc, kh, run, kvol, 4]);
+    let packed = packed_filters(
+        &mut s.packed,
+        s.fixed_weights,
+        filter,
+        [oc, kh, run, kvol, 4],
+    );
     let weights = &packed.pairs;
     let quant = grow(&mut s.quant, blocks * 48);
     block_quant16(quant, q, bias);
@@ -669,7 +752,13 @@ pub(super) fn conv_pool(
     let run = kw * c;
     let np = run.div_ceil(2);
     let nk = kh * np;
-    let weights = &packed_filters(&mut s.packed, filter, [oc, kh, run, kvol, 2]).pairs;
+    let weights = &packed_filters(
+        &mut s.packed,
+        s.fixed_weights,
+        filter,
+        [oc, kh, run, kvol, 2],
+    )
+    .pairs;
     let quant = grow(&mut s.quant, blocks * 48);
     block_quant16(quant, q, bias);
 
@@ -763,11 +852,16 @@ fn load_i8x64(s: &[i8]) -> __m512i {
     bytemuck::cast(a)
 }
 
-/// [`dense`] with four inputs per lane: `vpdpbusd` on the input as `x + 128` (u8) and the
-/// weights as they are (no widening), 64 MACs per instruction, 8 rows per pass. The offset
-/// moves out of the sum: `sum(w * (x + off)) = sum(w * (x + 128)) + (off - 128) * sum(w)`,
-/// exact in i32; `sum(w)` comes from the same weight vectors against ones (masked past the
-/// row's end). Lanes summed as in AVX2.
+/// The largest weight matrix (bytes) that [`dense_u8`] packs: its packed copy is kept and its
+/// bytes compared on every call (a tenth of the layer's time at LeNet's 30 KB); larger layers
+/// (an AlexNet or VGG classifier) stream their rows as they are, in [`dense_u8_rows`].
+const DENSE_PACK_MAX: usize = 256 * 1024;
+
+/// [`dense`] with the lanes as 16 outputs: the weights packed once per layer (as a
+/// convolution's, by [`packed_filters`]: per lane a word of four consecutive weights of its
+/// row), four inputs broadcast per `vpdpbusd` (the input as `x + 128`, u8), 64 MACs per
+/// instruction and no lane sums. The offset moves into the bias with the packed rows' sums:
+/// `sum(w * (x + off)) = sum(w * (x + 128)) + (off - 128) * sum(w)`, exact in i32.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) fn dense_u8(
@@ -786,6 +880,80 @@ pub(super) fn dense_u8(
     if n == 0 || outs == 0 {
         return;
     }
+    if weights.len() > DENSE_PACK_MAX {
+        return dense_u8_rows(
+            s,
+            input_offset,
+            output_offset,
+            act,
+            q,
+            input,
+            weights,
+            bias,
+            output,
+        );
+    }
+    let nw = n.div_ceil(4);
+    let packed = packed_filters(&mut s.packed, s.fixed_weights, weights, [outs, 1, n, n, 4]);
+    let blocks = outs.div_ceil(16);
+    let (quant, x) = grow(&mut s.quant, blocks * 48 + nw).split_at_mut(blocks * 48);
+    block_quant16(quant, q, bias);
+    // The input as u8 words of four (`x + 128`, 64 at a time); the up to three bytes past `n`
+    // meet zero weights.
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(x);
+    for (d, src) in bytes.chunks_mut(64).zip(input.chunks(64)) {
+        let v: [u8; 64] = bytemuck::cast(_mm512_xor_si512(load_i8x64(src), _mm512_set1_epi8(-128)));
+        d.copy_from_slice(&v[..d.len()]);
+    }
+    let x = &*x;
+    let k = _mm512_set1_epi32(input_offset.wrapping_sub(128));
+    for (((blk, wblk), sums), out) in quant
+        .chunks_exact(48)
+        .zip(packed.pairs.chunks_exact(nw))
+        .zip(packed.sums.chunks_exact(16))
+        .zip(output.chunks_mut(16))
+    {
+        // Eight chains: `vpdpbusd`'s latency is several of its issue slots.
+        let zero = _mm512_setzero_si512();
+        let start = _mm512_add_epi32(load_i32x16(blk), _mm512_mullo_epi32(k, load_i32x16(sums)));
+        let mut acc = [start, zero, zero, zero, zero, zero, zero, zero];
+        let (mut ws, mut xs) = (wblk.chunks_exact(8), x.chunks_exact(8));
+        for (w, x) in (&mut ws).zip(&mut xs) {
+            for ((a, w), &x) in acc.iter_mut().zip(w).zip(x) {
+                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(x), bytemuck::cast(*w));
+            }
+        }
+        for (w, &x) in ws.remainder().iter().zip(xs.remainder()) {
+            acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(x), bytemuck::cast(*w));
+        }
+        let [a, b, c, d, e, f, g, h] = acc;
+        let sum = _mm512_add_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)),
+            _mm512_add_epi32(_mm512_add_epi32(e, f), _mm512_add_epi32(g, h)),
+        );
+        finish16(sum, blk, output_offset, act, out);
+    }
+}
+
+/// [`dense`] for weight matrices too large to pack: `vpdpbusd` on the input as `x + 128` (u8)
+/// and the weights as they are (no widening), 64 MACs per instruction, 8 rows per pass. The
+/// offset moves out of the sum as in [`dense_u8`]; `sum(w)` comes from the same weight vectors
+/// against ones (masked past the row's end). Lanes summed as in AVX2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn dense_u8_rows(
+    s: &mut Scratch,
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    q: &PerChannelQuant,
+    input: &[i8],
+    weights: &[i8],
+    bias: &[i32],
+    output: &mut [i8],
+) {
+    let n = input.len();
+    let outs = output.len();
     // The input as u8, zero past `n`: a row's last chunk may read into the next row (or is
     // zero-padded for the last row), which then adds nothing.
     let x = grow(&mut s.bytes, n.next_multiple_of(64));
@@ -898,6 +1066,45 @@ mod tests {
             }
             if c == 1 && st == 1 && k <= C1_MAX_KH {
                 prop_assert_eq!(&run(conv_pool_c1), &expected);
+            }
+        }
+
+        /// Both dense paths (packed, and rows as they are for large layers) against the
+        /// reference, twice (the second time from the packed cache).
+        #[test]
+        fn dense_paths_match_the_reference(
+            n in 1usize..300, outs in 1usize..40, offset in -255i32..=255, zo in -128i32..128,
+            m in (1i32 << 30)..i32::MAX, shift in -14i8..1, seed in any::<u64>(), relu in any::<bool>(),
+        ) {
+            use crate::kernels::reference;
+            if !available() { return Ok(()); }
+            let input = crate::testutil::bytes(n, seed);
+            let weights: Vec<i8> = crate::testutil::bytes(n * outs, !seed).into_iter().map(|v| v.max(-127)).collect();
+            let bias: Vec<i32> = (0..outs as i32).map(|i| i * 977 - 9000).collect();
+            let (mult, shifts) = (vec![m; outs], vec![shift; outs]);
+            let q = PerChannelQuant { multiplier: &mult, shift: &shifts };
+            let act = if relu { Clamp { min: zo as i8, max: 127 } } else { Clamp::NONE };
+            let mut expected = vec![0i8; outs];
+            reference::dense::dense_s8(offset, zo, act, &q, &input, &weights, &bias, &mut expected);
+            let mut s = Scratch::default();
+            for rows in [false, false, true] {
+                let mut out = vec![0i8; outs];
+                let f = if rows { dense_u8_rows } else { dense_u8 };
+                // SAFETY: the features are present (checked above).
+                unsafe { f(&mut s, offset, zo, act, &q, &input, &weights, &bias, &mut out) };
+                prop_assert_eq!(&out, &expected);
+            }
+        }
+
+        #[test]
+        fn transpose16_transposes(m in proptest::array::uniform16(proptest::array::uniform16(any::<i8>()))) {
+            if !available() { return Ok(()); }
+            // SAFETY: the features are present (checked above).
+            let t = unsafe { transpose16(&m) };
+            for (o, row) in m.iter().enumerate() {
+                for (l, &v) in row.iter().enumerate() {
+                    prop_assert_eq!(t[l][o], v);
+                }
             }
         }
 
