@@ -175,7 +175,10 @@ def main():
     med = {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
     ours_b1, ours_tp, floor1, floorb = med["ours_b1"], med["ours_tp"], med["floor1"], med["floorb"]
     f1, q1, fb, qb = med["f1"], med["q1"], med["fb"], med["qb"]
-    ratio = lambda f: float(np.median([f(r) for r in rounds]))
+
+    def ratio(f):
+        return float(np.median([f(r) for r in rounds]))
+
     nets = sorted(r["net"] for r in rounds)
 
     v = ort.__version__
