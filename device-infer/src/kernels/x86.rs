@@ -88,6 +88,8 @@ struct Scratch {
     bytes: Vec<u8>,
     /// Its tap quads for a one-channel layer (`avx512::quad_table`).
     quads: Vec<[u8; 64]>,
+    /// Gather plans of recent one-channel layer shapes (`avx512::FlatPlan`).
+    flat: Vec<avx512::FlatPlan>,
     /// Whether the filters this scratch sees at an address are always the same bytes, so
     /// that a cached packing is found by address instead of by comparing the bytes: set only
     /// while a [`ModelScratch`] is in use, whose owner's model is borrowed, immutable, for

@@ -160,8 +160,9 @@ fn pool_store(
     }
 }
 
-/// One input channel, stride 1, kernels up to `C1_MAX_KH` x 8: `super::conv_pool_c1_avx2`
-/// with 16 pooled columns per vector.
+/// One input channel, stride 1, kernels up to `C1_MAX_KH` x 8: with VBMI and a map small
+/// enough, [`c1_flat`] (16 consecutive pooled outputs per vector, four taps of the flattened
+/// kernel per lane); else `super::conv_pool_c1_avx2` with 16 pooled columns per vector.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) fn conv_pool_c1(
@@ -178,6 +179,76 @@ pub(super) fn conv_pool_c1(
     out_dims: Dims,
     output: &mut [i8],
 ) {
+    c1_layer(
+        s,
+        p,
+        q,
+        in_dims,
+        input,
+        filter_dims,
+        filter,
+        bias,
+        lut,
+        pool,
+        out_dims,
+        output,
+        true,
+    )
+}
+
+/// [`conv_pool_c1`] without [`c1_flat`]: the row kernels, for the tests.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn conv_pool_c1_rows(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+) {
+    c1_layer(
+        s,
+        p,
+        q,
+        in_dims,
+        input,
+        filter_dims,
+        filter,
+        bias,
+        lut,
+        pool,
+        out_dims,
+        output,
+        false,
+    )
+}
+
+/// The body of [`conv_pool_c1`]; `flat`: whether [`c1_flat`] may take the layer.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn c1_layer(
+    s: &mut Scratch,
+    p: &ConvParams,
+    q: &PerChannelQuant,
+    in_dims: Dims,
+    input: &[i8],
+    filter_dims: Dims,
+    filter: &[i8],
+    bias: &[i32],
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    out_dims: Dims,
+    output: &mut [i8],
+    flat: bool,
+) {
     let (kh, kw) = (filter_dims.h.min(C1_MAX_KH), filter_dims.w);
     let oc = out_dims.c;
     // With VBMI and an int8 zero point: four taps per lane (`vpdpbusd` on `x + 128`, the
@@ -190,6 +261,38 @@ pub(super) fn conv_pool_c1(
     } else {
         pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims)
     };
+    if u8_path && flat {
+        let shape = [wp, out_dims.h, out_dims.w, kh, kw];
+        if let Some(plan) = flat_plan(&mut s.flat, shape) {
+            let words = grow(&mut s.quant, oc * (FLAT_MAX_WORDS + 1));
+            let (words, start) = words.split_at_mut(oc * FLAT_MAX_WORDS);
+            let filters = filter
+                .chunks_exact(kh * kw)
+                .zip(words.chunks_exact_mut(FLAT_MAX_WORDS));
+            for (o, (w, dst)) in filters.enumerate() {
+                dst.fill(0);
+                for (d, quad) in dst.iter_mut().zip(w.chunks(4)) {
+                    let at = |i: usize| quad.get(i).copied().unwrap_or(0) as u8;
+                    *d = i32::from_le_bytes([at(0), at(1), at(2), at(3)]);
+                }
+                let sum: i32 = w.iter().map(|&v| v as i32).sum();
+                start[o] = bias[o].wrapping_add((p.input_offset - 128).wrapping_mul(sum));
+            }
+            let image = grow(&mut s.bytes, plan.end);
+            let store = C1Store {
+                p,
+                q,
+                lut,
+                pool,
+                oc,
+                vbmi: true,
+            };
+            let words: &[[i32; FLAT_MAX_WORDS]] = bytemuck::cast_slice(words);
+            // SAFETY: the u8 path is only taken where the CPU has VBMI (`vbmi()` above).
+            unsafe { c1_flat(plan, image, words, start, &store, output) };
+            return;
+        }
+    }
     // Per channel and kernel row, the words of taps `per * j ..`, then per channel the sum
     // each window starts from.
     let words = grow(&mut s.quant, oc * kh * nw + oc);
@@ -240,6 +343,183 @@ pub(super) fn conv_pool_c1(
         (false, 2) => c1_rows::<2, false>(&img, words, start, p, q, lut, pool, out_dims, output),
         (false, 3) => c1_rows::<3, false>(&img, words, start, p, q, lut, pool, out_dims, output),
         (false, _) => c1_rows::<4, false>(&img, words, start, p, q, lut, pool, out_dims, output),
+    }
+}
+
+/// Most words of taps per lane in [`c1_flat`] (kernels of up to 32 taps: 5 x 5 takes 7).
+const FLAT_MAX_WORDS: usize = 8;
+/// Most gather vectors of one [`FlatPlan`] (256 KB); larger maps take the row kernels.
+const FLAT_MAX_VECTORS: usize = 4096;
+/// Layer shapes whose plans a scratch keeps.
+const FLAT_PLANS: usize = 8;
+
+/// The gathers of [`c1_flat`] for one layer shape `[wp, oh, ow, kh, kw]` (padded image row,
+/// pooled output rows and columns, kernel rows and columns): for every group `g` of 16
+/// consecutive pooled outputs (row-major over the whole map), window `w` of the 2x2 pool and
+/// word `k` of the flattened kernel, the vector whose lane `l` holds the taps `4k .. 4k + 4`
+/// (row-major over the kernel) of window `w` of output `16g + l`: the 128 image bytes from
+/// `at[i]` permuted by `idx[i]`, `i = (4g + w) * nq + k`. Taps past the kernel and lanes past
+/// the map read byte 0 of the source (their weights are zero, their results not stored).
+pub(super) struct FlatPlan {
+    shape: [usize; 5],
+    /// Whether every source spans at most 128 bytes (else the row kernels take the layer).
+    fits: bool,
+    nq: usize,
+    at: Vec<usize>,
+    idx: Vec<[u8; 64]>,
+    /// One past the last image byte a source reads.
+    end: usize,
+}
+
+impl FlatPlan {
+    fn new(shape: [usize; 5]) -> FlatPlan {
+        let [wp, oh, ow, kh, kw] = shape;
+        let (taps, total) = (kh * kw, oh * ow);
+        let nq = taps.div_ceil(4);
+        let vectors = total.div_ceil(16) * 4 * nq;
+        let mut plan = FlatPlan {
+            shape,
+            fits: false,
+            nq,
+            at: Vec::with_capacity(vectors),
+            idx: Vec::with_capacity(vectors),
+            end: 0,
+        };
+        if nq == 0 || nq > FLAT_MAX_WORDS || vectors > FLAT_MAX_VECTORS {
+            return plan;
+        }
+        for g in 0..total.div_ceil(16) {
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                for k in 0..nq {
+                    // The image byte of tap `4k + b` of lane `l`'s window, where both exist.
+                    let addr = |i: usize| {
+                        let (n, t) = (16 * g + i / 4, 4 * k + i % 4);
+                        let (py, px) = (n / ow, n % ow);
+                        (n < total && t < taps)
+                            .then(|| (2 * py + dy + t / kw) * wp + 2 * px + dx + t % kw)
+                    };
+                    let base = (0..64).filter_map(addr).min().unwrap_or(0);
+                    let mut idx = [0u8; 64];
+                    for (i, d) in idx.iter_mut().enumerate() {
+                        match addr(i).map(|a| a - base) {
+                            Some(off) if off >= 128 => return plan,
+                            Some(off) => *d = off as u8,
+                            None => {}
+                        }
+                    }
+                    plan.at.push(base);
+                    plan.idx.push(idx);
+                    plan.end = plan.end.max(base + 128);
+                }
+            }
+        }
+        plan.fits = true;
+        plan
+    }
+}
+
+/// The plan for `shape` from `cache` (made and kept, the oldest dropped past [`FLAT_PLANS`],
+/// when new); `None` where the shape does not fit [`c1_flat`].
+fn flat_plan(cache: &mut Vec<FlatPlan>, shape: [usize; 5]) -> Option<&FlatPlan> {
+    let i = match cache.iter().position(|p| p.shape == shape) {
+        Some(i) => i,
+        None => {
+            if cache.len() >= FLAT_PLANS {
+                cache.remove(0);
+            }
+            cache.push(FlatPlan::new(shape));
+            cache.len() - 1
+        }
+    };
+    cache.get(i).filter(|p| p.fits)
+}
+
+/// The one-channel layer over [`FlatPlan`]'s gathers: per group of 16 pooled outputs, the
+/// `4 nq` tap vectors by `vpermt2b` (VBMI), then up to six channels at a time, `nq` words
+/// each against every window (24 chains). Where the row kernels spend `kh * ceil(kw / 4)`
+/// words on a pooled row whose width rarely fills the 16 lanes (12 of LeNet's, 5 x 5: 10
+/// words), this spends `ceil(kh * kw / 4)` (7) on full vectors. `words[o]`: channel `o`'s
+/// words of four taps (u8 bytes of its i8 weights, zero past the kernel), `start[o]` its
+/// starting sum (bias and offset term, as in [`conv_pool_c1`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+fn c1_flat(
+    plan: &FlatPlan,
+    image: &[u8],
+    words: &[[i32; FLAT_MAX_WORDS]],
+    start: &[i32],
+    store: &C1Store,
+    output: &mut [i8],
+) {
+    let [_, oh, ow, _, _] = plan.shape;
+    let (nq, oc, total) = (plan.nq, store.oc, oh * ow);
+    let mut t = [[_mm512_setzero_si512(); FLAT_MAX_WORDS]; 4];
+    let sources = plan
+        .at
+        .chunks_exact(4 * nq)
+        .zip(plan.idx.chunks_exact(4 * nq));
+    for (g, (at, idx)) in sources.enumerate() {
+        let windows = at.chunks_exact(nq).zip(idx.chunks_exact(nq));
+        for (tw, (at, idx)) in t.iter_mut().zip(windows) {
+            for (tk, (&a, idx)) in tw.iter_mut().zip(at.iter().zip(idx)) {
+                let src = image.get(a..).and_then(|b| b.first_chunk::<128>());
+                *tk = src.map_or(_mm512_setzero_si512(), |b| {
+                    let [lo, hi]: [__m512i; 2] = bytemuck::cast(*b);
+                    _mm512_permutex2var_epi8(lo, bytemuck::cast(*idx), hi)
+                });
+            }
+        }
+        let (n0, count) = (16 * g, (total - 16 * g).min(16));
+        let Some(out) = output.get_mut(n0 * oc..) else {
+            return;
+        };
+        let mut res = [[0i8; 16]; 16];
+        let mut acc = [[_mm512_setzero_si512(); 4]; 6];
+        let mut o = 0;
+        while o < oc {
+            let n = match oc - o {
+                6.. => 6,
+                3..=5 => 3,
+                r => r,
+            };
+            let (w, st) = (&words[o..], &start[o..]);
+            match n {
+                6 => flat_windows::<6>(&t, nq, w, st, &mut acc),
+                3 => flat_windows::<3>(&t, nq, w, st, &mut acc),
+                2 => flat_windows::<2>(&t, nq, w, st, &mut acc),
+                _ => flat_windows::<1>(&t, nq, w, st, &mut acc),
+            }
+            for (c, &a) in acc.iter().enumerate().take(n) {
+                store.channel(o + c, a, &mut res, out, count);
+            }
+            o += n;
+        }
+    }
+}
+
+/// The four windows' accumulators of `G` consecutive channels of [`c1_flat`] into
+/// `acc[..G]`: word by word, each tap vector against every channel's broadcast word.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn flat_windows<const G: usize>(
+    t: &[[__m512i; FLAT_MAX_WORDS]; 4],
+    nq: usize,
+    words: &[[i32; FLAT_MAX_WORDS]],
+    start: &[i32],
+    acc: &mut [[__m512i; 4]; 6],
+) {
+    let (Some(words), Some(start)) = (words.get(..G), start.get(..G)) else {
+        return;
+    };
+    for (a, &st) in acc.iter_mut().zip(start) {
+        *a = [_mm512_set1_epi32(st); 4];
+    }
+    for k in 0..nq.min(FLAT_MAX_WORDS) {
+        for (a, w) in acc.iter_mut().zip(words) {
+            let w = _mm512_set1_epi32(w[k]);
+            for (a, t) in a.iter_mut().zip(t) {
+                *a = _mm512_dpbusd_epi32(*a, t[k], w);
+            }
+        }
     }
 }
 
@@ -320,12 +600,14 @@ fn c1_rows<const NP: usize, const U8: bool>(
     let (wp, kh) = (img.wp, img.kh);
     let oc = out_dims.c;
     let mut v = [[[_mm512_setzero_si512(); NP]; 2]; C1_MAX_KH + 1];
-    let max_no_lut = pool == Pool2x2::Max && lut.is_none();
-    let offset = _mm512_set1_epi32(p.output_offset);
-    let (lo, hi) = (
-        _mm512_set1_epi32(p.act.min as i32),
-        _mm512_set1_epi32(p.act.max as i32),
-    );
+    let store = C1Store {
+        p,
+        q,
+        lut,
+        pool,
+        oc,
+        vbmi: vbmi(),
+    };
     for py in 0..out_dims.h {
         for px in (0..out_dims.w).step_by(16) {
             let count = (out_dims.w - px).min(16);
@@ -347,9 +629,6 @@ fn c1_rows<const NP: usize, const U8: bool>(
                 }
             }
             let out = &mut output[(py * out_dims.w + px) * oc..];
-            // The max pool's results of up to 16 channels, stored pixel by pixel once the
-            // group is done (a byte store per channel and pixel, with stride `oc`, cost a
-            // quarter of this kernel).
             let mut res = [[0i8; 16]; 16];
             // Three channels at a time: twelve independent chains hide `vpdpbusd`'s latency
             // (one channel's four chains left the kernel latency-bound).
@@ -366,42 +645,137 @@ fn c1_rows<const NP: usize, const U8: bool>(
                         _ => c1_windows::<1, NP, U8>(&v, w, &start[o..], kh, &mut group),
                     }
                 }
-                let acc = group[o - first];
-                let (m, sh) = (q.multiplier[o], q.shift[o]);
-                if max_no_lut {
-                    // Requantization is monotonic (see `pool4`): pool the accumulators.
-                    let best = _mm512_max_epi32(
-                        _mm512_max_epi32(acc[0], acc[1]),
-                        _mm512_max_epi32(acc[2], acc[3]),
-                    );
-                    let r = requantize16(best, _mm512_set1_epi32(m), _mm512_set1_epi32(sh as i32));
-                    let r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, offset), lo), hi);
-                    res[o % 16] = bytemuck::cast(_mm512_cvtepi32_epi8(r));
-                    if oc <= 16 && o + 1 == oc {
-                        // One group of channels: transposed, a 16-byte store per pixel. The
-                        // bytes past its `oc` belong to the next pixel (or group, or row),
-                        // stored after this one.
-                        for (l, px) in transpose16(&res).iter().enumerate().take(count) {
-                            let at = l * oc;
-                            match out.get_mut(at..).and_then(|d| d.first_chunk_mut::<16>()) {
-                                Some(d) => *d = *px,
-                                None => out[at..at + oc].copy_from_slice(&px[..oc]),
-                            }
-                        }
-                    } else if o % 16 == 15 || o + 1 == oc {
-                        let (g0, n) = (o - o % 16, o % 16 + 1);
-                        for (l, px_out) in out.chunks_mut(oc).take(count).enumerate() {
-                            for (d, r) in px_out[g0..g0 + n].iter_mut().zip(&res) {
-                                *d = r[l];
-                            }
-                        }
-                    }
-                } else {
-                    let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
-                    pool_store(p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
+                store.channel(o, group[o - first], &mut res, out, count);
+            }
+        }
+    }
+}
+
+/// Requantization and stores of the one-channel kernels: channel `o`'s four window
+/// accumulators of up to 16 consecutive pooled outputs (pixel `l` at `out[l * oc + o]`).
+struct C1Store<'a> {
+    p: &'a ConvParams,
+    q: &'a PerChannelQuant<'a>,
+    lut: Option<&'a [i8; 256]>,
+    pool: Pool2x2,
+    oc: usize,
+    /// Whether the CPU has VBMI (for [`flush8`]).
+    vbmi: bool,
+}
+
+/// [`C1Store::flush`] of up to 8 channels: `res[c][l]` (channel `c`, pixel `l`) to byte
+/// `l * oc + c` of `out` for the `count` pixels, by two `vpermt2b` over the 128 bytes of
+/// channels 0..8 (a 16 x 16 byte transpose took 64 shuffles). Where `out` has 128 bytes the
+/// whole two vectors are stored: the bytes past `16 * oc` belong to later pixels, stored
+/// after these.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+fn flush8(res: &[[i8; 16]; 16], oc: usize, out: &mut [i8], count: usize) {
+    let Some(idx) = PIXEL_MAJOR.get(oc.wrapping_sub(1)) else {
+        return;
+    };
+    let z: [__m512i; 4] = bytemuck::cast(*res);
+    let v: [i8; 128] = bytemuck::cast([
+        _mm512_permutex2var_epi8(z[0], bytemuck::cast(idx[0]), z[1]),
+        _mm512_permutex2var_epi8(z[0], bytemuck::cast(idx[1]), z[1]),
+    ]);
+    match out.first_chunk_mut::<128>() {
+        Some(d) => *d = v,
+        None => {
+            let n = (count * oc).min(out.len());
+            out[..n].copy_from_slice(&v[..n]);
+        }
+    }
+}
+
+/// `vpermt2b` indices of [`flush8`] for `oc = 1..=8`: output byte `j < 16 oc` is pixel `j /
+/// oc`'s channel `j % oc`, at `16 (j % oc) + j / oc` of the channel-major source.
+const PIXEL_MAJOR: [[[u8; 64]; 2]; 8] = {
+    let mut t = [[[0u8; 64]; 2]; 8];
+    let mut oc = 1;
+    while oc <= 8 {
+        let mut j = 0;
+        while j < 16 * oc {
+            t[oc - 1][j / 64][j % 64] = (16 * (j % oc) + j / oc) as u8;
+            j += 1;
+        }
+        oc += 1;
+    }
+    t
+};
+
+impl C1Store<'_> {
+    /// Channel `o` of the `count` pixels of `out`. With a max pool and no table, the results
+    /// of up to 16 channels collect in `res` and are stored pixel by pixel once the channel
+    /// block is done (a byte store per channel and pixel, with stride `oc`, cost a quarter of
+    /// the kernel): call it for the channels in order. Small, to be inlined in the loops (an
+    /// out-of-line call per channel cost as much as the sums); the rest out of line.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn channel(
+        &self,
+        o: usize,
+        acc: [__m512i; 4],
+        res: &mut [[i8; 16]; 16],
+        out: &mut [i8],
+        count: usize,
+    ) {
+        if self.pool == Pool2x2::Max && self.lut.is_none() {
+            // Requantization is monotonic (see `pool4`): pool the accumulators.
+            let best = _mm512_max_epi32(
+                _mm512_max_epi32(acc[0], acc[1]),
+                _mm512_max_epi32(acc[2], acc[3]),
+            );
+            let (p, q) = (self.p, self.q);
+            let (m, sh) = (q.multiplier[o], q.shift[o] as i32);
+            let r = requantize16(best, _mm512_set1_epi32(m), _mm512_set1_epi32(sh));
+            let r = _mm512_add_epi32(r, _mm512_set1_epi32(p.output_offset));
+            let r = _mm512_max_epi32(r, _mm512_set1_epi32(p.act.min as i32));
+            let r = _mm512_min_epi32(r, _mm512_set1_epi32(p.act.max as i32));
+            res[o % 16] = bytemuck::cast(_mm512_cvtepi32_epi8(r));
+            if o % 16 == 15 || o + 1 == self.oc {
+                self.flush(o, res, out, count);
+            }
+        } else {
+            self.pooled(o, acc, out, count);
+        }
+    }
+
+    /// Stores the block of channels that ends at `o` from `res`.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn flush(&self, o: usize, res: &[[i8; 16]; 16], out: &mut [i8], count: usize) {
+        let oc = self.oc;
+        if self.vbmi && oc <= 8 {
+            // SAFETY: `vbmi` says the CPU has VBMI.
+            unsafe { flush8(res, oc, out, count) };
+        } else if oc <= 16 {
+            // One block of channels: transposed, a 16-byte store per pixel. The bytes past
+            // its `oc` belong to the next pixel (or group, or row), stored after this one.
+            for (l, px) in transpose16(res).iter().enumerate().take(count) {
+                let at = l * oc;
+                match out.get_mut(at..).and_then(|d| d.first_chunk_mut::<16>()) {
+                    Some(d) => *d = *px,
+                    None => out[at..at + oc].copy_from_slice(&px[..oc]),
+                }
+            }
+        } else {
+            let (g0, n) = (o - o % 16, o % 16 + 1);
+            for (l, px_out) in out.chunks_mut(oc).take(count).enumerate() {
+                for (d, r) in px_out[g0..g0 + n].iter_mut().zip(res.iter()) {
+                    *d = r[l];
                 }
             }
         }
+    }
+
+    /// Channel `o` through the general `pool4` (an average pool, or a table).
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn pooled(&self, o: usize, acc: [__m512i; 4], out: &mut [i8], count: usize) {
+        let (m, sh) = (self.q.multiplier[o], self.q.shift[o]);
+        let acc = acc.map(bytemuck::cast::<__m512i, [i32; 16]>);
+        let (lut, pool, oc) = (self.lut, self.pool, self.oc);
+        pool_store(self.p, lut, pool, m, sh, acc, &mut out[o..], oc, count);
     }
 }
 
@@ -613,7 +987,6 @@ pub(super) fn conv_pool_u8(
     }
 
     let row_stride = wp * c;
-    let len = 4 * nw;
     let max_no_lut = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
@@ -625,61 +998,142 @@ pub(super) fn conv_pool_u8(
                 .zip(weights.chunks_exact(nk))
                 .zip(out.chunks_mut(16))
             {
-                // Two chains per window, as in `conv_pool`; plain loops (no closures).
-                let mut acc = [load_i32x16(blk); 4];
-                let mut odd = [_mm512_setzero_si512(); 4];
-                for (ky, wrow) in wblk.chunks_exact(nw).enumerate() {
-                    let at = ky * row_stride;
-                    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
-                        image.get(bases[0] + at..bases[0] + at + len),
-                        image.get(bases[1] + at..bases[1] + at + len),
-                        image.get(bases[2] + at..bases[2] + at + len),
-                        image.get(bases[3] + at..bases[3] + at + len),
-                    ) else {
-                        continue; // not reached: the padded image holds every window
-                    };
-                    let (mut w2, mut q0, mut q1, mut q2, mut q3) = (
-                        wrow.chunks_exact(2),
-                        r0.chunks_exact(8),
-                        r1.chunks_exact(8),
-                        r2.chunks_exact(8),
-                        r3.chunks_exact(8),
-                    );
-                    for (w, (((a0, a1), a2), a3)) in
-                        (&mut w2).zip((&mut q0).zip(&mut q1).zip(&mut q2).zip(&mut q3))
-                    {
-                        let (we, wo): (__m512i, __m512i) =
-                            (bytemuck::cast(w[0]), bytemuck::cast(w[1]));
-                        let bc = |b: &[u8], at: usize| _mm512_set1_epi32(word(b, at));
-                        acc[0] = _mm512_dpbusd_epi32(acc[0], bc(a0, 0), we);
-                        acc[1] = _mm512_dpbusd_epi32(acc[1], bc(a1, 0), we);
-                        acc[2] = _mm512_dpbusd_epi32(acc[2], bc(a2, 0), we);
-                        acc[3] = _mm512_dpbusd_epi32(acc[3], bc(a3, 0), we);
-                        odd[0] = _mm512_dpbusd_epi32(odd[0], bc(a0, 4), wo);
-                        odd[1] = _mm512_dpbusd_epi32(odd[1], bc(a1, 4), wo);
-                        odd[2] = _mm512_dpbusd_epi32(odd[2], bc(a2, 4), wo);
-                        odd[3] = _mm512_dpbusd_epi32(odd[3], bc(a3, 4), wo);
-                    }
-                    if let [w] = w2.remainder() {
-                        let w: __m512i = bytemuck::cast(*w);
-                        let t = [
-                            q0.remainder(),
-                            q1.remainder(),
-                            q2.remainder(),
-                            q3.remainder(),
-                        ];
-                        for (a, t) in acc.iter_mut().zip(t) {
-                            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(word(t, 0)), w);
-                        }
-                    }
-                }
-                for (a, o) in acc.iter_mut().zip(odd) {
-                    *a = _mm512_add_epi32(*a, o);
-                }
+                let acc = match nw {
+                    8 => u8_windows::<8>(image, bases, row_stride, wblk, blk),
+                    7 => u8_windows::<7>(image, bases, row_stride, wblk, blk),
+                    6 => u8_windows::<6>(image, bases, row_stride, wblk, blk),
+                    5 => u8_windows::<5>(image, bases, row_stride, wblk, blk),
+                    4 => u8_windows::<4>(image, bases, row_stride, wblk, blk),
+                    3 => u8_windows::<3>(image, bases, row_stride, wblk, blk),
+                    2 => u8_windows::<2>(image, bases, row_stride, wblk, blk),
+                    1 => u8_windows::<1>(image, bases, row_stride, wblk, blk),
+                    _ => u8_windows_any(image, bases, row_stride, wblk, nw, blk),
+                };
                 store_pooled(p, lut, pool, acc, blk, out, max_no_lut);
             }
         }
     }
+}
+
+/// The four windows' accumulators of 16 channels of [`conv_pool_u8`] (starting from the
+/// block's biases `blk`): `bases` where each window starts in the u8 image, `wblk` the
+/// block's packed weights, `nw` words per kernel row, two chains per window.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn u8_windows_any(
+    image: &[u8],
+    bases: [usize; 4],
+    row_stride: usize,
+    wblk: &[[i32; 16]],
+    nw: usize,
+    blk: &[i32],
+) -> [__m512i; 4] {
+    let len = 4 * nw;
+    // Two chains per window, as in `conv_pool`; plain loops (no closures).
+    let mut acc = [load_i32x16(blk); 4];
+    let mut odd = [_mm512_setzero_si512(); 4];
+    for (ky, wrow) in wblk.chunks_exact(nw).enumerate() {
+        let at = ky * row_stride;
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) = (
+            image.get(bases[0] + at..bases[0] + at + len),
+            image.get(bases[1] + at..bases[1] + at + len),
+            image.get(bases[2] + at..bases[2] + at + len),
+            image.get(bases[3] + at..bases[3] + at + len),
+        ) else {
+            continue; // not reached: the padded image holds every window
+        };
+        let (mut w2, mut q0, mut q1, mut q2, mut q3) = (
+            wrow.chunks_exact(2),
+            r0.chunks_exact(8),
+            r1.chunks_exact(8),
+            r2.chunks_exact(8),
+            r3.chunks_exact(8),
+        );
+        for (w, (((a0, a1), a2), a3)) in
+            (&mut w2).zip((&mut q0).zip(&mut q1).zip(&mut q2).zip(&mut q3))
+        {
+            let (we, wo): (__m512i, __m512i) = (bytemuck::cast(w[0]), bytemuck::cast(w[1]));
+            let bc = |b: &[u8], at: usize| _mm512_set1_epi32(word(b, at));
+            acc[0] = _mm512_dpbusd_epi32(acc[0], bc(a0, 0), we);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], bc(a1, 0), we);
+            acc[2] = _mm512_dpbusd_epi32(acc[2], bc(a2, 0), we);
+            acc[3] = _mm512_dpbusd_epi32(acc[3], bc(a3, 0), we);
+            odd[0] = _mm512_dpbusd_epi32(odd[0], bc(a0, 4), wo);
+            odd[1] = _mm512_dpbusd_epi32(odd[1], bc(a1, 4), wo);
+            odd[2] = _mm512_dpbusd_epi32(odd[2], bc(a2, 4), wo);
+            odd[3] = _mm512_dpbusd_epi32(odd[3], bc(a3, 4), wo);
+        }
+        if let [w] = w2.remainder() {
+            let w: __m512i = bytemuck::cast(*w);
+            let t = [
+                q0.remainder(),
+                q1.remainder(),
+                q2.remainder(),
+                q3.remainder(),
+            ];
+            for (a, t) in acc.iter_mut().zip(t) {
+                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(word(t, 0)), w);
+            }
+        }
+    }
+    for (a, o) in acc.iter_mut().zip(odd) {
+        *a = _mm512_add_epi32(*a, o);
+    }
+    acc
+}
+
+/// [`u8_windows_any`] for `NW` words per kernel row (LeNet5-like's second layer: 6 channels
+/// x 5 taps, 8 words), unrolled: each window's kernel row read as one 32-byte array, whose
+/// words need no bounds checks (the general loop's four slice checks per row and step were
+/// most of its instructions).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn u8_windows<const NW: usize>(
+    image: &[u8],
+    bases: [usize; 4],
+    row_stride: usize,
+    wblk: &[[i32; 16]],
+    blk: &[i32],
+) -> [__m512i; 4] {
+    let mut acc = [load_i32x16(blk); 4];
+    let mut odd = [_mm512_setzero_si512(); 4];
+    for (ky, wrow) in wblk.chunks_exact(NW).enumerate() {
+        let at = ky * row_stride;
+        let row = |b: usize| image.get(b + at..).and_then(|r| r.first_chunk::<32>());
+        let (Some(r0), Some(r1), Some(r2), Some(r3), Some(wrow)) = (
+            row(bases[0]),
+            row(bases[1]),
+            row(bases[2]),
+            row(bases[3]),
+            wrow.first_chunk::<NW>(),
+        ) else {
+            continue; // not reached: the padded image holds every window and 128 bytes more
+        };
+        for (k, w) in wrow.iter().enumerate() {
+            let w: __m512i = bytemuck::cast(*w);
+            let x = [
+                _mm512_set1_epi32(word32(r0, k)),
+                _mm512_set1_epi32(word32(r1, k)),
+                _mm512_set1_epi32(word32(r2, k)),
+                _mm512_set1_epi32(word32(r3, k)),
+            ];
+            let chains = if k % 2 == 0 { &mut acc } else { &mut odd };
+            for (a, x) in chains.iter_mut().zip(x) {
+                *a = _mm512_dpbusd_epi32(*a, x, w);
+            }
+        }
+    }
+    for (a, o) in acc.iter_mut().zip(odd) {
+        *a = _mm512_add_epi32(*a, o);
+    }
+    acc
+}
+
+/// Word `k` (bytes `4k..4k + 4`, little-endian) of a 32-byte row; `k < 8`.
+#[inline(always)]
+fn word32(r: &[u8; 32], k: usize) -> i32 {
+    let k = k % 8;
+    i32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]])
 }
 
 /// Pools the four windows' accumulators of 16 channels and stores them (as `conv_pool`).
@@ -1014,14 +1468,35 @@ mod tests {
     use crate::quant::requantize;
     use proptest::prelude::*;
 
+    /// LeNet's first layer (28 x 28, 5 x 5, VALID: 12 x 12 pooled) takes the flat kernel: 9
+    /// groups of 16 outputs, 7 words; a map whose sources span more than 128 bytes does not.
+    #[test]
+    fn flat_plans_cover_lenet_and_refuse_wide_maps() {
+        let lenet = FlatPlan::new([28, 12, 12, 5, 5]);
+        assert!(lenet.fits);
+        assert_eq!((lenet.nq, lenet.at.len()), (7, 9 * 4 * 7));
+        // Taps of output 0, window (0, 0), word 1: kernel taps 4..8 = (0, 4), (1, 0..3).
+        assert_eq!(lenet.at[1], 4);
+        assert_eq!(&lenet.idx[1][..4], &[0, 24, 25, 26]);
+        assert!(lenet.end <= 28 * 30 + 128);
+        // 60-byte rows, 28 pooled columns: group 1 (outputs 16..32) straddles two pooled
+        // rows, whose windows lie 2 x 60 bytes apart, plus a kernel row within a word.
+        assert!(!FlatPlan::new([60, 28, 28, 5, 5]).fits);
+        // Rows of 32 pooled columns: every group within one row.
+        assert!(FlatPlan::new([68, 32, 32, 5, 5]).fits);
+        // Over 32 taps.
+        assert!(!FlatPlan::new([28, 11, 11, 7, 6]).fits);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
         /// Every AVX-512 convolution path against the references, with input offsets over the
         /// whole range the format allows (-255..=255: the i16 path where the u8 one cannot
-        /// pad), strides, paddings, tables and both pools.
+        /// pad), strides, paddings, tables and both pools; up to 8 input channels, so kernel
+        /// rows of 1..=10 words (every unrolled `u8_windows` and the general loop).
         #[test]
         fn conv_paths_match_the_references_over_all_offsets(
-            (c, h, w, k, oc, pad, st) in (1usize..5, 2usize..12, 2usize..12, 1usize..6, 1usize..20, 0usize..3, 1usize..3),
+            (c, h, w, k, oc, pad, st) in (1usize..9, 2usize..12, 2usize..12, 1usize..6, 1usize..20, 0usize..3, 1usize..3),
             offset in -255i32..=255, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
             seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(),
         ) {
@@ -1066,6 +1541,54 @@ mod tests {
             }
             if c == 1 && st == 1 && k <= C1_MAX_KH {
                 prop_assert_eq!(&run(conv_pool_c1), &expected);
+                // Again: the flat plan comes from the cache this time.
+                prop_assert_eq!(&run(conv_pool_c1), &expected);
+                prop_assert_eq!(&run(conv_pool_c1_rows), &expected);
+            }
+        }
+
+        /// The one-channel kernels on maps up to MNIST's size and beyond (where the flat
+        /// plan's sources outgrow 128 bytes and the row kernels take over), against the
+        /// references, with rectangular kernels and many channels.
+        #[test]
+        fn one_channel_paths_match_the_reference(
+            (h, w, kh, kw, oc, pad) in (2usize..40, 2usize..40, 1usize..=C1_MAX_KH, 1usize..=8, 1usize..40, 0usize..3),
+            offset in -128i32..=127, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
+            seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(), relu in any::<bool>(),
+        ) {
+            use crate::kernels::{PoolParams, reference, window_out};
+            if !available() { return Ok(()); }
+            let (Some(ch), Some(cw)) = (window_out(h, kh, 1, 2 * pad), window_out(w, kw, 1, 2 * pad)) else { return Ok(()); };
+            if ch < 2 || cw < 2 { return Ok(()); }
+            let in_dims = Dims { h, w, c: 1 };
+            let fd = Dims { h: kh, w: kw, c: 1 };
+            let conv_dims = Dims { h: ch, w: cw, c: oc };
+            let out_dims = Dims { h: ch / 2, w: cw / 2, c: oc };
+            let act = if relu { Clamp { min: zo as i8, max: 127 } } else { Clamp::NONE };
+            let p = ConvParams { input_offset: offset, output_offset: zo, stride: [1, 1], padding: [pad, pad], act };
+            let input = crate::testutil::bytes(in_dims.len(), seed);
+            let filter: Vec<i8> = crate::testutil::bytes(oc * fd.len(), !seed).into_iter().map(|v| v.max(-127)).collect();
+            let bias: Vec<i32> = (0..oc as i32).map(|i| i * 311 - 500).collect();
+            let (mult, shifts) = (vec![m; oc], vec![shift; oc]);
+            let q = PerChannelQuant { multiplier: &mult, shift: &shifts };
+            let mut table = [0i8; 256];
+            for (i, t) in table.iter_mut().enumerate() { *t = ((i as i32 * 37 + 11) % 256 - 128) as i8; }
+            let lut = with_lut.then_some(&table);
+            let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
+
+            let mut conv = vec![0i8; conv_dims.len()];
+            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
+            if let Some(t) = lut { for v in conv.iter_mut() { *v = t[(*v as i32 + 128) as usize]; } }
+            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
+            let mut expected = vec![0i8; out_dims.len()];
+            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) }
+
+            let mut s = Scratch::default();
+            for f in [conv_pool_c1, conv_pool_c1, conv_pool_c1_rows] {
+                let mut out = vec![0i8; out_dims.len()];
+                // SAFETY: the features are present (checked above).
+                unsafe { f(&mut s, &p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut out) };
+                prop_assert_eq!(&out, &expected);
             }
         }
 
