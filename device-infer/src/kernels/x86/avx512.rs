@@ -91,9 +91,15 @@ fn finish16(acc: __m512i, quant: &[i32], output_offset: i32, act: Clamp, out: &m
     let v = _mm512_add_epi32(requantize16(acc, m, s), _mm512_set1_epi32(output_offset));
     let v = _mm512_max_epi32(v, _mm512_set1_epi32(act.min as i32));
     let v = _mm512_min_epi32(v, _mm512_set1_epi32(act.max as i32));
-    let v: [i32; 16] = bytemuck::cast(v);
-    for (o, &v) in out.iter_mut().zip(&v) {
-        *o = v as i8;
+    // Narrowed in one `vpmovdb` and stored in one go where 16 fit (16 byte stores were most
+    // of a pooled output's store).
+    let v: [i8; 16] = bytemuck::cast(_mm512_cvtepi32_epi8(v));
+    match out.first_chunk_mut::<16>() {
+        Some(d) => *d = v,
+        None => {
+            let n = out.len().min(16);
+            out[..n].copy_from_slice(&v[..n]);
+        }
     }
 }
 
@@ -358,7 +364,7 @@ const FLAT_PLANS: usize = 8;
 /// consecutive pooled outputs (row-major over the whole map), window `w` of the 2x2 pool and
 /// word `k` of the flattened kernel, the vector whose lane `l` holds the taps `4k .. 4k + 4`
 /// (row-major over the kernel) of window `w` of output `16g + l`: the 128 image bytes from
-/// `at[i]` permuted by `idx[i]`, `i = (4g + w) * nq + k`. Taps past the kernel and lanes past
+/// `at[i]` permuted by `patterns[pattern[i]]`, `i = (4g + w) * nq + k`. Taps past the kernel and lanes past
 /// the map read byte 0 of the source (their weights are zero, their results not stored).
 pub(super) struct FlatPlan {
     shape: [usize; 5],
@@ -366,7 +372,11 @@ pub(super) struct FlatPlan {
     fits: bool,
     nq: usize,
     at: Vec<usize>,
-    idx: Vec<[u8; 64]>,
+    /// Per source, which of `patterns` permutes it: groups that start at the same column
+    /// share their index vectors (LeNet's 12-wide map: 3 patterns for 9 groups), which keeps
+    /// the plan small in L1 beside the dense weights.
+    pattern: Vec<u16>,
+    patterns: Vec<[u8; 64]>,
     /// One past the last image byte a source reads.
     end: usize,
 }
@@ -382,7 +392,8 @@ impl FlatPlan {
             fits: false,
             nq,
             at: Vec::with_capacity(vectors),
-            idx: Vec::with_capacity(vectors),
+            pattern: Vec::with_capacity(vectors),
+            patterns: Vec::new(),
             end: 0,
         };
         if nq == 0 || nq > FLAT_MAX_WORDS || vectors > FLAT_MAX_VECTORS {
@@ -407,8 +418,13 @@ impl FlatPlan {
                             None => {}
                         }
                     }
+                    let shared = plan.patterns.iter().position(|q| *q == idx);
+                    let pattern = shared.unwrap_or_else(|| {
+                        plan.patterns.push(idx);
+                        plan.patterns.len() - 1
+                    });
                     plan.at.push(base);
-                    plan.idx.push(idx);
+                    plan.pattern.push(pattern as u16);
                     plan.end = plan.end.max(base + 128);
                 }
             }
@@ -456,16 +472,19 @@ fn c1_flat(
     let sources = plan
         .at
         .chunks_exact(4 * nq)
-        .zip(plan.idx.chunks_exact(4 * nq));
-    for (g, (at, idx)) in sources.enumerate() {
-        let windows = at.chunks_exact(nq).zip(idx.chunks_exact(nq));
-        for (tw, (at, idx)) in t.iter_mut().zip(windows) {
-            for (tk, (&a, idx)) in tw.iter_mut().zip(at.iter().zip(idx)) {
+        .zip(plan.pattern.chunks_exact(4 * nq));
+    for (g, (at, pattern)) in sources.enumerate() {
+        let windows = at.chunks_exact(nq).zip(pattern.chunks_exact(nq));
+        for (tw, (at, pattern)) in t.iter_mut().zip(windows) {
+            for (tk, (&a, &k)) in tw.iter_mut().zip(at.iter().zip(pattern)) {
                 let src = image.get(a..).and_then(|b| b.first_chunk::<128>());
-                *tk = src.map_or(_mm512_setzero_si512(), |b| {
-                    let [lo, hi]: [__m512i; 2] = bytemuck::cast(*b);
-                    _mm512_permutex2var_epi8(lo, bytemuck::cast(*idx), hi)
-                });
+                *tk = match (src, plan.patterns.get(k as usize)) {
+                    (Some(b), Some(idx)) => {
+                        let [lo, hi]: [__m512i; 2] = bytemuck::cast(*b);
+                        _mm512_permutex2var_epi8(lo, bytemuck::cast(*idx), hi)
+                    }
+                    _ => _mm512_setzero_si512(),
+                };
             }
         }
         let (n0, count) = (16 * g, (total - 16 * g).min(16));
@@ -921,14 +940,30 @@ fn pad_image_u8(
     let hp = (p.padding[0] + in_dims.h).max((2 * out_dims.h - 1) * p.stride[0] + filter_dims.h);
     let wp = (p.padding[1] + in_dims.w).max((2 * out_dims.w - 1) * p.stride[1] + filter_dims.w);
     let image = grow(image, (hp + 2) * wp * c + 128);
-    image.fill((128 - p.input_offset) as u8);
-    let row = in_dims.w * c;
-    for (y, src) in input.chunks_exact(row.max(1)).take(in_dims.h).enumerate() {
-        let at = ((y + p.padding[0]) * wp + p.padding[1]) * c;
-        for (d, &x) in image[at..at + row].iter_mut().zip(src) {
-            *d = (x as u8) ^ 0x80;
+    let fill = (128 - p.input_offset) as u8;
+    let (row, left) = (in_dims.w * c, p.padding[1] * c);
+    // Row by row, each byte written once (a fill of the whole image, then the copy, took
+    // twice the stores).
+    let (rows, slack) = image.split_at_mut((hp + 2) * wp * c);
+    for (y, dst) in rows.chunks_exact_mut((wp * c).max(1)).enumerate() {
+        let src = y
+            .checked_sub(p.padding[0])
+            .filter(|&iy| iy < in_dims.h)
+            .and_then(|iy| input.get(iy * row..(iy + 1) * row));
+        match src {
+            Some(src) => {
+                let (pad, rest) = dst.split_at_mut(left);
+                let (body, right) = rest.split_at_mut(row);
+                pad.fill(fill);
+                for (d, &x) in body.iter_mut().zip(src) {
+                    *d = (x as u8) ^ 0x80;
+                }
+                right.fill(fill);
+            }
+            None => dst.fill(fill),
         }
     }
+    slack.fill(fill);
     wp
 }
 
@@ -1361,32 +1396,71 @@ pub(super) fn dense_u8(
     }
     let x = &*x;
     let k = _mm512_set1_epi32(input_offset.wrapping_sub(128));
-    for (((blk, wblk), sums), out) in quant
-        .chunks_exact(48)
-        .zip(packed.pairs.chunks_exact(nw))
-        .zip(packed.sums.chunks_exact(16))
-        .zip(output.chunks_mut(16))
-    {
-        // Eight chains: `vpdpbusd`'s latency is several of its issue slots.
-        let zero = _mm512_setzero_si512();
-        let start = _mm512_add_epi32(load_i32x16(blk), _mm512_mullo_epi32(k, load_i32x16(sums)));
-        let mut acc = [start, zero, zero, zero, zero, zero, zero, zero];
-        let (mut ws, mut xs) = (wblk.chunks_exact(8), x.chunks_exact(8));
-        for (w, x) in (&mut ws).zip(&mut xs) {
-            for ((a, w), &x) in acc.iter_mut().zip(w).zip(x) {
-                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(x), bytemuck::cast(*w));
-            }
+    // Four blocks of 16 outputs at a time, sharing each broadcast input word (one block at
+    // a time loaded a word per `vpdpbusd` besides its weights), two chains per block.
+    let mut b = 0;
+    while b < blocks {
+        let g = (blocks - b).min(4);
+        let acc = match g {
+            4 => dense_blocks::<4>(&packed.pairs[b * nw..], nw, x),
+            3 => dense_blocks::<3>(&packed.pairs[b * nw..], nw, x),
+            2 => dense_blocks::<2>(&packed.pairs[b * nw..], nw, x),
+            _ => dense_blocks::<1>(&packed.pairs[b * nw..], nw, x),
+        };
+        for (i, acc) in acc.iter().enumerate().take(g) {
+            let blk = &quant[48 * (b + i)..][..48];
+            let sums = load_i32x16(&packed.sums[16 * (b + i)..]);
+            let start = _mm512_add_epi32(load_i32x16(blk), _mm512_mullo_epi32(k, sums));
+            let out = &mut output[16 * (b + i)..];
+            let n = out.len().min(16);
+            finish16(
+                _mm512_add_epi32(*acc, start),
+                blk,
+                output_offset,
+                act,
+                &mut out[..n],
+            );
         }
-        for (w, &x) in ws.remainder().iter().zip(xs.remainder()) {
-            acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(x), bytemuck::cast(*w));
-        }
-        let [a, b, c, d, e, f, g, h] = acc;
-        let sum = _mm512_add_epi32(
-            _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)),
-            _mm512_add_epi32(_mm512_add_epi32(e, f), _mm512_add_epi32(g, h)),
-        );
-        finish16(sum, blk, output_offset, act, out);
+        b += g;
     }
+}
+
+/// The sums of `G` consecutive blocks of [`dense_u8`]: block `i`'s packed weights are
+/// `pairs[i * nw..][..nw]`, `x` the input's `nw` words; two chains per block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn dense_blocks<const G: usize>(pairs: &[[i32; 16]], nw: usize, x: &[i32]) -> [__m512i; 4] {
+    let zero = _mm512_setzero_si512();
+    let (mut even, mut odd) = ([zero; 4], [zero; 4]);
+    let mut rows = [&[][..]; 4];
+    for (i, r) in rows.iter_mut().enumerate().take(G) {
+        *r = pairs.get(i * nw..(i + 1) * nw).unwrap_or(&[]);
+    }
+    let Some(x) = x.get(..nw) else {
+        return even;
+    };
+    for r in rows.iter().take(G) {
+        if r.len() != nw {
+            return even; // not reached: `pairs` holds every block's words
+        }
+    }
+    for j in 0..nw / 2 {
+        let (x0, x1) = (_mm512_set1_epi32(x[2 * j]), _mm512_set1_epi32(x[2 * j + 1]));
+        for i in 0..G {
+            even[i] = _mm512_dpbusd_epi32(even[i], x0, bytemuck::cast(rows[i][2 * j]));
+            odd[i] = _mm512_dpbusd_epi32(odd[i], x1, bytemuck::cast(rows[i][2 * j + 1]));
+        }
+    }
+    if nw % 2 == 1 {
+        let x0 = _mm512_set1_epi32(x[nw - 1]);
+        for i in 0..G {
+            even[i] = _mm512_dpbusd_epi32(even[i], x0, bytemuck::cast(rows[i][nw - 1]));
+        }
+    }
+    for (e, o) in even.iter_mut().zip(odd) {
+        *e = _mm512_add_epi32(*e, o);
+    }
+    even
 }
 
 /// [`dense`] for weight matrices too large to pack: `vpdpbusd` on the input as `x + 128` (u8)
@@ -1475,9 +1549,13 @@ mod tests {
         let lenet = FlatPlan::new([28, 12, 12, 5, 5]);
         assert!(lenet.fits);
         assert_eq!((lenet.nq, lenet.at.len()), (7, 9 * 4 * 7));
+        // Groups start at columns 0, 4 and 8, and a window's offset moves the source, not
+        // the pattern: at most 3 x 7 patterns for the 252 sources (15: some coincide).
+        assert_eq!(lenet.patterns.len(), 15);
         // Taps of output 0, window (0, 0), word 1: kernel taps 4..8 = (0, 4), (1, 0..3).
         assert_eq!(lenet.at[1], 4);
-        assert_eq!(&lenet.idx[1][..4], &[0, 24, 25, 26]);
+        let idx = lenet.patterns[lenet.pattern[1] as usize];
+        assert_eq!(&idx[..4], &[0, 24, 25, 26]);
         assert!(lenet.end <= 28 * 30 + 128);
         // 60-byte rows, 28 pooled columns: group 1 (outputs 16..32) straddles two pooled
         // rows, whose windows lie 2 x 60 bytes apart, plus a kernel row within a word.
@@ -1593,10 +1671,11 @@ mod tests {
         }
 
         /// Both dense paths (packed, and rows as they are for large layers) against the
-        /// reference, twice (the second time from the packed cache).
+        /// reference, twice (the second time from the packed cache); up to 6 blocks of 16
+        /// outputs, so every group size of `dense_blocks`.
         #[test]
         fn dense_paths_match_the_reference(
-            n in 1usize..300, outs in 1usize..40, offset in -255i32..=255, zo in -128i32..128,
+            n in 1usize..300, outs in 1usize..90, offset in -255i32..=255, zo in -128i32..128,
             m in (1i32 << 30)..i32::MAX, shift in -14i8..1, seed in any::<u64>(), relu in any::<bool>(),
         ) {
             use crate::kernels::reference;
