@@ -126,13 +126,29 @@ fn block_quant16(quant: &mut [i32], q: &PerChannelQuant, bias: &[i32]) {
         let n = (channels - lo).min(16);
         let (bi, rest) = blk.split_at_mut(16);
         let (m, sh) = rest.split_at_mut(16);
-        bi[..n].copy_from_slice(&bias[lo..lo + n]);
-        m[..n].copy_from_slice(&q.multiplier[lo..lo + n]);
-        for (d, &s) in sh.iter_mut().zip(&q.shift[lo..lo + n]) {
-            *d = s as i32;
+        // Whole blocks as fixed-size copies (inlined moves; the slice copies were three
+        // `memcpy` calls a block, every layer, every call).
+        let whole = (
+            bias.get(lo..).and_then(|v| v.first_chunk::<16>()),
+            q.multiplier.get(lo..).and_then(|v| v.first_chunk::<16>()),
+            q.shift.get(lo..).and_then(|v| v.first_chunk::<16>()),
+            bi.first_chunk_mut::<16>(),
+            m.first_chunk_mut::<16>(),
+            sh.first_chunk_mut::<16>(),
+        );
+        if let (Some(b), Some(mu), Some(s), Some(db), Some(dm), Some(ds)) = whole {
+            *db = *b;
+            *dm = *mu;
+            *ds = s.map(i32::from);
+            continue;
         }
-        for v in [bi, m, sh] {
-            v[n..].fill(0);
+        for (i, ((db, dm), ds)) in bi.iter_mut().zip(m.iter_mut()).zip(sh).enumerate() {
+            let c = lo + i;
+            (*db, *dm, *ds) = if i < n {
+                (bias[c], q.multiplier[c], q.shift[c] as i32)
+            } else {
+                (0, 0, 0)
+            };
         }
     }
 }
@@ -276,9 +292,8 @@ fn c1_layer(
                 .chunks_exact(kh * kw)
                 .zip(words.chunks_exact_mut(FLAT_MAX_WORDS));
             for (o, (w, dst)) in filters.enumerate() {
-                dst.fill(0);
-                for (d, quad) in dst.iter_mut().zip(w.chunks(4)) {
-                    let at = |i: usize| quad.get(i).copied().unwrap_or(0) as u8;
+                for (j, d) in dst.iter_mut().enumerate() {
+                    let at = |i: usize| w.get(4 * j + i).copied().unwrap_or(0) as u8;
                     *d = i32::from_le_bytes([at(0), at(1), at(2), at(3)]);
                 }
                 let sum: i32 = w.iter().map(|&v| v as i32).sum();
@@ -944,6 +959,17 @@ fn pad_image_u8(
     let (row, left) = (in_dims.w * c, p.padding[1] * c);
     // Row by row, each byte written once (a fill of the whole image, then the copy, took
     // twice the stores).
+    if left == 0 && wp * c == row {
+        // No columns of padding (VALID, as LeNet's layers): the input's rows are one run.
+        let (top, rest) = image.split_at_mut((p.padding[0] * row).min(image.len()));
+        let (body, bottom) = rest.split_at_mut((in_dims.h * row).min(rest.len()));
+        top.fill(fill);
+        for (d, &x) in body.iter_mut().zip(input) {
+            *d = (x as u8) ^ 0x80;
+        }
+        bottom.fill(fill);
+        return wp;
+    }
     let (rows, slack) = image.split_at_mut((hp + 2) * wp * c);
     for (y, dst) in rows.chunks_exact_mut((wp * c).max(1)).enumerate() {
         let src = y
