@@ -388,7 +388,7 @@ pub(super) struct FlatPlan {
     nq: usize,
     at: Vec<usize>,
     /// Per source, which of `patterns` permutes it: groups that start at the same column
-    /// share their index vectors (LeNet's 12-wide map: 3 patterns for 9 groups), which keeps
+    /// share their index vectors (a 12-wide map: 15 patterns for 252 sources), which keeps
     /// the plan small in L1 beside the dense weights.
     pattern: Vec<u16>,
     patterns: Vec<[u8; 64]>,
@@ -468,7 +468,7 @@ fn flat_plan(cache: &mut Vec<FlatPlan>, shape: [usize; 5]) -> Option<&FlatPlan> 
 /// The one-channel layer over [`FlatPlan`]'s gathers: per group of 16 pooled outputs, the
 /// `4 nq` tap vectors by `vpermt2b` (VBMI), then up to six channels at a time, `nq` words
 /// each against every window (24 chains). Where the row kernels spend `kh * ceil(kw / 4)`
-/// words on a pooled row whose width rarely fills the 16 lanes (12 of LeNet's, 5 x 5: 10
+/// words on a pooled row whose width rarely fills the 16 lanes (14 of LeNet5-like's, 5 x 5: 10
 /// words), this spends `ceil(kh * kw / 4)` (7) on full vectors. `words[o]`: channel `o`'s
 /// words of four taps (u8 bytes of its i8 weights, zero past the kernel), `start[o]` its
 /// starting sum (bias and offset term, as in [`conv_pool_c1`]).
@@ -960,7 +960,7 @@ fn pad_image_u8(
     // Row by row, each byte written once (a fill of the whole image, then the copy, took
     // twice the stores).
     if left == 0 && wp * c == row {
-        // No columns of padding (VALID, as LeNet's layers): the input's rows are one run.
+        // No columns of padding (VALID, as LeNet5-like's second layer): the rows are one run.
         let (top, rest) = image.split_at_mut((p.padding[0] * row).min(image.len()));
         let (body, bottom) = rest.split_at_mut((in_dims.h * row).min(rest.len()));
         top.fill(fill);
@@ -1568,10 +1568,16 @@ mod tests {
     use crate::quant::requantize;
     use proptest::prelude::*;
 
-    /// LeNet's first layer (28 x 28, 5 x 5, VALID: 12 x 12 pooled) takes the flat kernel: 9
-    /// groups of 16 outputs, 7 words; a map whose sources span more than 128 bytes does not.
+    /// LeNet5-like's first layer (28 x 28, 5 x 5, SAME: a 32-wide padded image, 14 x 14
+    /// pooled) takes the flat kernel, its sources spanning at most 97 of 128 bytes; so does a
+    /// VALID one (12 x 12: 9 groups of 16 outputs, 7 words); a map whose sources span more
+    /// than 128 bytes does not.
     #[test]
     fn flat_plans_cover_lenet_and_refuse_wide_maps() {
+        let same = FlatPlan::new([32, 14, 14, 5, 5]);
+        assert!(same.fits);
+        assert_eq!(same.at.len(), 13 * 4 * 7);
+        assert_eq!(same.patterns.iter().flatten().max(), Some(&96));
         let lenet = FlatPlan::new([28, 12, 12, 5, 5]);
         assert!(lenet.fits);
         assert_eq!((lenet.nq, lenet.at.len()), (7, 9 * 4 * 7));
