@@ -369,7 +369,7 @@ fn c1_layer(
 
 /// Most words of taps per lane in [`c1_flat`] (kernels of up to 32 taps: 5 x 5 takes 7).
 const FLAT_MAX_WORDS: usize = 8;
-/// Most gather vectors of one [`FlatPlan`] (256 KB); larger maps take the row kernels.
+/// Most sources (tap vectors a call) of one [`FlatPlan`]; larger maps take the row kernels.
 const FLAT_MAX_VECTORS: usize = 4096;
 /// Layer shapes whose plans a scratch keeps.
 const FLAT_PLANS: usize = 8;
@@ -379,8 +379,9 @@ const FLAT_PLANS: usize = 8;
 /// consecutive pooled outputs (row-major over the whole map), window `w` of the 2x2 pool and
 /// word `k` of the flattened kernel, the vector whose lane `l` holds the taps `4k .. 4k + 4`
 /// (row-major over the kernel) of window `w` of output `16g + l`: the 128 image bytes from
-/// `at[i]` permuted by `patterns[pattern[i]]`, `i = (4g + w) * nq + k`. Taps past the kernel and lanes past
-/// the map read byte 0 of the source (their weights are zero, their results not stored).
+/// `at[i]` permuted by `patterns[pattern[i]]`, `i = (4g + w) * nq + k`. Taps past the kernel
+/// and lanes past the map read byte 0 of the source (their weights are zero, their results
+/// not stored).
 pub(super) struct FlatPlan {
     shape: [usize; 5],
     /// Whether every source spans at most 128 bytes (else the row kernels take the layer).
@@ -414,6 +415,7 @@ impl FlatPlan {
         if nq == 0 || nq > FLAT_MAX_WORDS || vectors > FLAT_MAX_VECTORS {
             return plan;
         }
+        let mut seen = std::collections::HashMap::new();
         for g in 0..total.div_ceil(16) {
             for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                 for k in 0..nq {
@@ -433,13 +435,13 @@ impl FlatPlan {
                             None => {}
                         }
                     }
-                    let shared = plan.patterns.iter().position(|q| *q == idx);
-                    let pattern = shared.unwrap_or_else(|| {
+                    let next = plan.patterns.len() as u16; // < FLAT_MAX_VECTORS
+                    let pattern = *seen.entry(idx).or_insert(next);
+                    if pattern == next {
                         plan.patterns.push(idx);
-                        plan.patterns.len() - 1
-                    });
+                    }
                     plan.at.push(base);
-                    plan.pattern.push(pattern as u16);
+                    plan.pattern.push(pattern);
                     plan.end = plan.end.max(base + 128);
                 }
             }
