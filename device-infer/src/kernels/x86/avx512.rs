@@ -1570,6 +1570,45 @@ mod tests {
     use crate::quant::requantize;
     use proptest::prelude::*;
 
+    /// The reference convolution (`conv_dims`), through `lut` if given, then the reference
+    /// 2x2 max or average pool (`out_dims`): what every fused kernel must produce.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_conv_pool(
+        p: &ConvParams,
+        q: &PerChannelQuant,
+        in_dims: Dims,
+        input: &[i8],
+        fd: Dims,
+        filter: &[i8],
+        bias: &[i32],
+        lut: Option<&[i8; 256]>,
+        max: bool,
+        conv_dims: Dims,
+        out_dims: Dims,
+    ) -> Vec<i8> {
+        use crate::kernels::{PoolParams, reference};
+        let mut conv = vec![0i8; conv_dims.len()];
+        reference::conv2d::conv2d_s8(p, q, in_dims, input, fd, filter, bias, conv_dims, &mut conv);
+        if let Some(t) = lut {
+            for v in conv.iter_mut() {
+                *v = t[(*v as i32 + 128) as usize];
+            }
+        }
+        let pp = PoolParams {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            act: Clamp::NONE,
+        };
+        let mut expected = vec![0i8; out_dims.len()];
+        if max {
+            reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected)
+        } else {
+            reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected)
+        }
+        expected
+    }
+
     /// LeNet5-like's first layer (28 x 28, 5 x 5, SAME: a 32-wide padded image, 14 x 14
     /// pooled) takes the flat kernel, its sources spanning at most 97 of 128 bytes; so does a
     /// VALID one (12 x 12: 9 groups of 16 outputs, 7 words); a map whose sources span more
@@ -1612,7 +1651,7 @@ mod tests {
             offset in -255i32..=255, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
             seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(),
         ) {
-            use crate::kernels::{PoolParams, reference, window_out};
+            use crate::kernels::window_out;
             if !available() { return Ok(()); }
             let (Some(ch), Some(cw)) = (window_out(h, k, st, 2 * pad), window_out(w, k, st, 2 * pad)) else { return Ok(()); };
             if ch < 2 || cw < 2 { return Ok(()); }
@@ -1631,12 +1670,7 @@ mod tests {
             let lut = with_lut.then_some(&table);
             let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
 
-            let mut conv = vec![0i8; conv_dims.len()];
-            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
-            if let Some(t) = lut { for v in conv.iter_mut() { *v = t[(*v as i32 + 128) as usize]; } }
-            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
-            let mut expected = vec![0i8; out_dims.len()];
-            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) }
+            let expected = reference_conv_pool(&p, &q, in_dims, &input, fd, &filter, &bias, lut, max, conv_dims, out_dims);
 
             let mut s = Scratch::default();
             let mut run = |f: ConvKernel| {
@@ -1668,7 +1702,7 @@ mod tests {
             offset in -128i32..=127, zo in -128i32..128, m in (1i32 << 30)..i32::MAX, shift in -10i8..1,
             seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(), relu in any::<bool>(),
         ) {
-            use crate::kernels::{PoolParams, reference, window_out};
+            use crate::kernels::window_out;
             if !available() { return Ok(()); }
             let (Some(ch), Some(cw)) = (window_out(h, kh, 1, 2 * pad), window_out(w, kw, 1, 2 * pad)) else { return Ok(()); };
             if ch < 2 || cw < 2 { return Ok(()); }
@@ -1688,12 +1722,7 @@ mod tests {
             let lut = with_lut.then_some(&table);
             let pool = if max { Pool2x2::Max } else { Pool2x2::Avg };
 
-            let mut conv = vec![0i8; conv_dims.len()];
-            reference::conv2d::conv2d_s8(&p, &q, in_dims, &input, fd, &filter, &bias, conv_dims, &mut conv);
-            if let Some(t) = lut { for v in conv.iter_mut() { *v = t[(*v as i32 + 128) as usize]; } }
-            let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], act: Clamp::NONE };
-            let mut expected = vec![0i8; out_dims.len()];
-            if max { reference::pool::maxpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) } else { reference::pool::avgpool2d_s8(&pp, conv_dims, &conv, out_dims, &mut expected) }
+            let expected = reference_conv_pool(&p, &q, in_dims, &input, fd, &filter, &bias, lut, max, conv_dims, out_dims);
 
             let mut s = Scratch::default();
             for f in [conv_pool_c1, conv_pool_c1, conv_pool_c1_rows] {
