@@ -348,6 +348,10 @@ struct TrainArgs {
     /// Run folder (default: runs/<model>-<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Start from the weights of this earlier run of the same network and data (fine-tuning,
+    /// or a warm restart with a new schedule); the optimizer starts fresh.
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (its config is reused;
     /// --epochs may extend it).
     #[arg(long, conflicts_with = "out")]
@@ -579,6 +583,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             image_size: a.image_size,
             pool: a.pool,
             filters: a.filters,
+            init_from: a.init_from.clone().map(|run| train::InitFrom {
+                run,
+                weights_sha256: String::new(),
+            }),
             ..TrainConfig::new(a.model, a.dataset)
         };
         let data = load_data(&cfg, &a.data)?;

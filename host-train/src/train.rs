@@ -81,6 +81,22 @@ pub struct TrainConfig {
     /// The LeNets' feature maps (`None`: 6 and 16).
     #[serde(default)]
     pub filters: Option<[usize; 2]>,
+    /// Start from the weights of an earlier run instead of random ones (fine-tuning, or a
+    /// warm restart of the schedule); the optimizer state starts fresh.
+    #[serde(default)]
+    pub init_from: Option<InitFrom>,
+}
+
+/// Where a run's starting weights came from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct InitFrom {
+    /// The earlier run's folder, as given.
+    pub run: PathBuf,
+    /// SHA-256 (hex) of the weights read from it: `model.bpk`, or its checkpoint's model if
+    /// it did not complete. Filled in when the run starts; a run started with it set refuses
+    /// other weights.
+    #[serde(default)]
+    pub weights_sha256: String,
 }
 
 impl TrainConfig {
@@ -108,6 +124,7 @@ impl TrainConfig {
             image_size: None,
             pool: None,
             filters: None,
+            init_from: None,
         }
     }
 
@@ -343,6 +360,23 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<Outcome> {
     cfg.check()?;
+    let device = opts.device.clone().autodiff();
+    if data.train.shape != cfg.input_shape() {
+        bail!(
+            "the data's images are {:?}, the run expects {:?}",
+            data.train.shape,
+            cfg.input_shape()
+        );
+    }
+    // Read the starting weights before anything is written: a bad --init-from leaves no
+    // half-made run folder.
+    let mut cfg = cfg.clone();
+    let arch = cfg_arch(&cfg);
+    let start = match &mut cfg.init_from {
+        Some(init) => Some(start_weights(init, &arch, &device)?),
+        None => None,
+    };
+    let cfg = &cfg;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     if run_dir.join(checkpoint::FILE).exists() {
@@ -358,19 +392,63 @@ pub fn train(
         format!("{CSV_HEADER}\n").as_bytes(),
     )?;
 
-    let device = opts.device.clone().autodiff();
-    if data.train.shape != cfg.input_shape() {
-        bail!(
-            "the data's images are {:?}, the run expects {:?}",
-            data.train.shape,
-            cfg.input_shape()
-        );
-    }
-    let model = init_seeded(cfg, &device);
+    // Seeded even when the weights are replaced, so that the later draws (dropout) are the
+    // same either way.
+    let seeded = init_seeded(cfg, &device);
+    let model = start.unwrap_or(seeded);
     let optim = cfg.optimizer.build(cfg.weight_decay);
     let state = LoopState::default();
     save_checkpoint(run_dir, &state, &model, &optim)?;
     run_loop(cfg, data, run_dir, opts, model, optim, state)
+}
+
+/// What must match between a run and the run it starts from: the network and its input.
+fn cfg_arch(cfg: &TrainConfig) -> String {
+    format!(
+        "{} on {} {:?} (pool {:?}, filters {:?})",
+        cfg.model,
+        cfg.dataset,
+        cfg.input_shape(),
+        cfg.pool,
+        cfg.filters
+    )
+}
+
+/// Reads the weights `init` names, checks that they come from the same architecture and, where
+/// `init` already holds a digest, that they are those weights; fills the digest in.
+fn start_weights(init: &mut InitFrom, arch: &str, device: &Device) -> Result<Network> {
+    let base = read_config(&init.run).context("--init-from")?;
+    let base_arch = cfg_arch(&base);
+    if base_arch != arch {
+        bail!(
+            "--init-from {}: that run trains {base_arch}, this one {arch}",
+            init.run.display()
+        );
+    }
+    let bytes = run_weights(&init.run)?;
+    let digest = crate::data::download::sha256_hex(&bytes);
+    if !init.weights_sha256.is_empty() && init.weights_sha256 != digest {
+        bail!(
+            "--init-from {}: its weights have SHA-256 {digest}, the config expects {}",
+            init.run.display(),
+            init.weights_sha256
+        );
+    }
+    init.weights_sha256 = digest;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).context("model weights")?;
+    base.init_model(device)
+        .try_load_record(record)
+        .with_context(|| format!("--init-from {}: weights do not fit", init.run.display()))
+}
+
+/// The weights of a run: `model.bpk` if the run completed, else its checkpoint's.
+fn run_weights(run_dir: &Path) -> Result<Vec<u8>> {
+    let final_path = run_dir.join("model.bpk");
+    if final_path.exists() {
+        std::fs::read(&final_path).with_context(|| format!("cannot read {}", final_path.display()))
+    } else {
+        Ok(Checkpoint::read(&run_dir.join(checkpoint::FILE))?.model)
+    }
 }
 
 /// Builds a network with weights drawn from `seed`. burn's generator is global to the process
@@ -482,13 +560,7 @@ pub fn save_model(model: &Network, path: &Path) -> Result<()> {
 /// Loads the weights of a run: `model.bpk` if the run completed, else its checkpoint.
 pub fn load_run_model(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Network)> {
     let cfg = read_config(run_dir)?;
-    let final_path = run_dir.join("model.bpk");
-    let bytes = if final_path.exists() {
-        std::fs::read(&final_path)
-            .with_context(|| format!("cannot read {}", final_path.display()))?
-    } else {
-        Checkpoint::read(&run_dir.join(checkpoint::FILE))?.model
-    };
+    let bytes = run_weights(run_dir)?;
     let model = cfg.init_model(device);
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).context("model weights")?;
     let model = model

@@ -116,6 +116,84 @@ fn same_seed_same_bits_other_seed_other_bits() {
 }
 
 #[test]
+fn init_from_starts_from_the_earlier_weights_and_refuses_others() {
+    let base_cfg = TrainConfig {
+        iterations: Some(10),
+        ..small_cfg(ModelKind::Lenet5Like, OptimizerKind::Adam)
+    };
+    let base = tempfile::tempdir().unwrap();
+    let trained = train::train(&base_cfg, mnist(), base.path(), &RunOptions::default()).unwrap();
+    let init = |digest: &str| {
+        Some(train::InitFrom {
+            run: base.path().to_path_buf(),
+            weights_sha256: digest.to_string(),
+        })
+    };
+    // A warm restart: another optimizer and schedule, the base run's weights.
+    let tune = TrainConfig {
+        optimizer: OptimizerKind::Momentum,
+        lr: 0.01,
+        schedule: Schedule::Cosine,
+        iterations: Some(5),
+        init_from: init(""),
+        ..small_cfg(ModelKind::Lenet5Like, OptimizerKind::Adam)
+    };
+    let run = tempfile::tempdir().unwrap();
+    let at_start = RunOptions {
+        halt_after: Some(0),
+        ..RunOptions::default()
+    };
+    let start = train::train(&tune, mnist(), run.path(), &at_start).unwrap();
+    assert!(
+        model_bytes(&start.model) == model_bytes(&trained.model),
+        "the fine-tune does not start from the base run's weights"
+    );
+    // The config names the weights by digest; resuming continues the fine-tune itself.
+    let bpk = std::fs::read(base.path().join("model.bpk")).unwrap();
+    let digest = data::download::sha256_hex(&bpk);
+    let saved = train::read_config(run.path()).unwrap();
+    assert_eq!(saved.init_from, init(&digest));
+    let resumed = train::resume(run.path(), mnist(), None, &RunOptions::default()).unwrap();
+    assert_eq!(resumed.iterations, 5);
+    assert!(model_bytes(&resumed.model) != model_bytes(&trained.model));
+
+    // Other weights than the config names, or another network, are refused before anything
+    // is written.
+    let refused = |cfg: &TrainConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        let err = train::train(
+            cfg,
+            mnist(),
+            &dir.path().join("run"),
+            &RunOptions::default(),
+        )
+        .err()
+        .expect("refused");
+        assert!(
+            !dir.path().join("run").exists(),
+            "a refused run wrote its folder"
+        );
+        format!("{err:#}")
+    };
+    let wrong = refused(&TrainConfig {
+        init_from: init(&"0".repeat(64)),
+        ..tune.clone()
+    });
+    assert!(
+        wrong.contains(&format!("its weights have SHA-256 {digest}")),
+        "{wrong}"
+    );
+    let other = refused(&TrainConfig {
+        init_from: init(""),
+        ..small_cfg(ModelKind::Fc, OptimizerKind::Adam)
+    });
+    assert!(
+        other.contains("that run trains lenet5-like on mnist") && other.contains("this one fc"),
+        "{other}"
+    );
+}
+
+#[test]
 fn resume_continues_exactly_for_every_optimizer() {
     for (model, opt) in [
         (ModelKind::Lenet5Like, OptimizerKind::Adam),

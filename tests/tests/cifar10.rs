@@ -92,6 +92,6 @@ fn lenet5_like_on_cifar10_float_and_int8() {
 
 #[test]
 fn cmsis_net_on_cifar10_float_and_int8() {
-    // The goal is 80% float; see the README for what this copy of CIFAR-10 gave.
-    check("cmsis-cifar10", 0.79);
+    // The goal: 80% float (a warm restart of the 90-epoch run, see the README).
+    check("cmsis-cifar10", 0.80);
 }
