@@ -161,14 +161,14 @@ fn init_from_starts_from_the_earlier_weights_and_refuses_others() {
     // is written.
     let refused = |cfg: &TrainConfig| {
         let dir = tempfile::tempdir().unwrap();
-        let err = train::train(
+        let Err(err) = train::train(
             cfg,
             mnist(),
             &dir.path().join("run"),
             &RunOptions::default(),
-        )
-        .err()
-        .expect("refused");
+        ) else {
+            panic!("not refused");
+        };
         assert!(
             !dir.path().join("run").exists(),
             "a refused run wrote its folder"
