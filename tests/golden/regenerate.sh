@@ -12,7 +12,7 @@
 #                        90 epochs, SGD momentum 0.05 cosine, weight decay 5e-4, crop-flip pad 4
 #                        (about 50 min on 2 idle Zen 5 cores; kept in CASE/base), then a warm
 #                        restart from those weights: 12 epochs, momentum 0.005 cosine, the same
-#                        decay, crop-flip pad 2 (CASE/run; 25 min on a 2-core Zen 1).
+#                        decay, crop-flip pad 2 (CASE/run; 27 min on a 2-core Zen 1).
 #                        KEEP_BASE=1 reuses the committed CASE/base and runs only the restart.
 # Only the last step (golden generate) is needed after a change to the quantizer or the device
 # format:  target/release/export golden generate tests/golden/CASE --data-dir DATA_DIR
