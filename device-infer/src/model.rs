@@ -912,6 +912,17 @@ impl<'a> Model<'a> {
         self.output_zero_point
     }
 
+    /// How a raw pixel becomes the input: `(multiplier, shift, zero_point)` of
+    /// [`quantize_pixel`](Self::quantize_pixel) (validated at load: `multiplier >= 0`, `shift`
+    /// in `-31..=30`).
+    pub const fn input_quantization(&self) -> (i32, i8, i8) {
+        (
+            self.input_multiplier,
+            self.input_shift,
+            self.input_zero_point,
+        )
+    }
+
     /// Quantizes raw `u8` pixels (HWC, the training preprocessing is `p / 255`) into the model's
     /// input.
     pub fn quantize_input(&self, pixels: &[u8], out: &mut [i8]) -> Result<(), Error> {

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod golden;
 pub mod graph;
 pub mod images;
+pub mod integer_onnx;
 pub mod ops;
 pub mod parity;
 pub mod qonnx;

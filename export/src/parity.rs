@@ -183,3 +183,34 @@ pub fn tract_int8_outputs(
         })
         .collect()
 }
+
+/// Runs the integer verification graph of a device model ([`crate::integer_onnx`]) through
+/// tract on raw pixels (HWC, one image each): int8 outputs to compare bit for bit with
+/// device-infer's.
+pub fn tract_integer_outputs(m: &device_infer::Model, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
+    use protos::Message;
+    let proto = crate::integer_onnx::integer_onnx(m)?.encode_to_vec();
+    let d = m.input_dims();
+    let shape = [1, d.h, d.w, d.c];
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &proto[..])
+        .and_then(|g| g.with_input_fact(0, u8::fact(shape).into()))
+        .and_then(|g| g.into_optimized())
+        .and_then(|g| g.into_runnable())
+        .map_err(|e| anyhow::anyhow!("tract cannot prepare the integer graph: {e:?}"))?;
+    pixels
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let t = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), p.to_vec())
+                .with_context(|| format!("image {i}: {} pixels for {shape:?}", p.len()))?;
+            let out = model
+                .run(tvec!(Tensor::from(t).into()))
+                .map_err(|e| anyhow::anyhow!("tract run failed on image {i}: {e:?}"))?;
+            let v = out[0]
+                .to_plain_array_view::<i8>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            Ok(v.iter().copied().collect())
+        })
+        .collect()
+}

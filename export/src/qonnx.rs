@@ -20,7 +20,7 @@ use crate::quantize::{ActQuant, INPUT, Quantized};
 use device_infer::kernels::Pool2x2;
 use device_infer::model::Kind;
 
-fn value(name: &str, elem: DataType, dims: &[usize]) -> ValueInfoProto {
+pub(crate) fn value(name: &str, elem: DataType, dims: &[usize]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -42,7 +42,7 @@ fn value(name: &str, elem: DataType, dims: &[usize]) -> ValueInfoProto {
     }
 }
 
-fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+pub(crate) fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -52,7 +52,7 @@ fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
     }
 }
 
-fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto {
+pub(crate) fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -62,7 +62,7 @@ fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto {
     }
 }
 
-fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
+pub(crate) fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -72,7 +72,7 @@ fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
     }
 }
 
-fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
+pub(crate) fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![data.len() as i64],
@@ -82,7 +82,7 @@ fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
     }
 }
 
-fn ints(name: &str, v: &[usize]) -> AttributeProto {
+pub(crate) fn ints(name: &str, v: &[usize]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Ints as i32,
@@ -91,7 +91,7 @@ fn ints(name: &str, v: &[usize]) -> AttributeProto {
     }
 }
 
-fn node(
+pub(crate) fn node(
     op: &str,
     name: &str,
     inputs: &[String],
