@@ -35,6 +35,9 @@ pub enum Target {
     HostInt8,
     /// tract on the int8 ONNX (QLinearConv / QLinearMatMul): an independent int8 run.
     TractInt8,
+    /// tract on the integer verification graph of the device model
+    /// ([`crate::integer_onnx`], built in memory from `model.lnq8`): int8 outputs, bit-exact.
+    TractExact,
     /// The firmware on an emulated Cortex-M0 (micro:bit): int8 outputs, bit-exact.
     QemuM0,
     /// The firmware on an emulated Cortex-M4F (mps2-an386): int8 outputs, bit-exact.
@@ -45,11 +48,12 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order `verify --target all` runs them.
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::Burn,
         Target::Tract,
         Target::HostInt8,
         Target::TractInt8,
+        Target::TractExact,
         Target::QemuM0,
         Target::QemuM4,
         Target::QemuM7,
@@ -62,6 +66,7 @@ impl Target {
             Target::Tract => "tract",
             Target::HostInt8 => "host-int8",
             Target::TractInt8 => "tract-int8",
+            Target::TractExact => "tract-exact",
             Target::QemuM0 => "qemu-m0",
             Target::QemuM4 => "qemu-m4",
             Target::QemuM7 => "qemu-m7",
@@ -121,14 +126,19 @@ fn burn_logits(run_dir: &Path, shape: [usize; 3], pixels: &[&[u8]]) -> Result<Ve
     Ok((0..n).map(|i| v[i * k..(i + 1) * k].to_vec()).collect())
 }
 
-/// device-infer's outputs for raw pixels.
-fn host_int8(model_path: &Path, pixels: &[&[u8]]) -> Result<Vec<Vec<i8>>> {
+/// device-infer's outputs for raw pixels, or with `exact`, tract's on the model's integer
+/// verification graph.
+fn host_int8(model_path: &Path, pixels: &[&[u8]], exact: bool) -> Result<Vec<Vec<i8>>> {
     let bytes = std::fs::read(model_path)
         .with_context(|| format!("cannot read {}", model_path.display()))?;
     let aligned = device_infer::writer::AlignedBytes::new(&bytes);
     let m = device_infer::Model::from_bytes(aligned.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
-    deploy::host_outputs(&m, pixels)
+    if exact {
+        crate::parity::tract_integer_outputs(&m, pixels)
+    } else {
+        deploy::host_outputs(&m, pixels)
+    }
 }
 
 /// Options of [`generate`].
@@ -192,7 +202,7 @@ pub fn generate(
         .collect();
     let pixels: Vec<&[u8]> = hwc.iter().map(Vec::as_slice).collect();
     let logits = burn_logits(&run_dir, [h, w, c], &pixels)?;
-    let int8 = host_int8(&device_model, &pixels)?;
+    let int8 = host_int8(&device_model, &pixels, false)?;
     let cfg = host_train::train::read_config(&run_dir)?;
     let cases = (0..n)
         .map(|i| GoldenCase {
@@ -396,9 +406,15 @@ pub fn verify(dir: &Path, target: Target) -> Result<Verdict> {
             }
             (within, max, agree, within == n)
         }
-        Target::HostInt8 | Target::TractInt8 | Target::QemuM0 | Target::QemuM4 | Target::QemuM7 => {
+        Target::HostInt8
+        | Target::TractInt8
+        | Target::TractExact
+        | Target::QemuM0
+        | Target::QemuM4
+        | Target::QemuM7 => {
             let got: Vec<Vec<i8>> = match target {
-                Target::HostInt8 => host_int8(&dir.join(DEVICE_MODEL), &pixels)?,
+                Target::HostInt8 => host_int8(&dir.join(DEVICE_MODEL), &pixels, false)?,
+                Target::TractExact => host_int8(&dir.join(DEVICE_MODEL), &pixels, true)?,
                 Target::TractInt8 => {
                     let [h, w, c] = shape;
                     let inputs: Vec<Vec<f32>> = pixels

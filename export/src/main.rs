@@ -82,6 +82,24 @@ enum Command {
         #[command(subcommand)]
         action: GoldenAction,
     },
+    /// Write a device model as an integer-only ONNX graph (u8 pixels `[1, H, W, C]` in, the
+    /// device's int8 outputs out; ConvInteger/MatMulInteger and the fixed-point
+    /// requantization spelled out in integer ops) that another runtime reproduces bit for
+    /// bit, and check that tract does on the given images (default: the first 100 test images
+    /// of the model's dataset).
+    IntegerOnnx {
+        /// The device model (`.lnq8`).
+        model: PathBuf,
+        /// Where to write (default: beside the model, `<name>.integer.onnx`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Test images to check tract on (0: none).
+        #[arg(long, default_value_t = 100)]
+        check: usize,
+        /// Folder holding the dataset (or a data root), as for host-train.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Host batch-1 latency of a device model through device-infer (median of many runs on the
     /// first MNIST test digit). A benchmark, not a test: compare with bench/latency.py.
     Latency {
@@ -136,7 +154,8 @@ enum GoldenAction {
     Verify {
         /// Case folders (default: every case under tests/golden).
         cases: Vec<PathBuf>,
-        /// burn, tract, host-int8, tract-int8, qemu-m0, qemu-m4, qemu-m7 or all (repeatable).
+        /// burn, tract, host-int8, tract-int8, tract-exact, qemu-m0, qemu-m4, qemu-m7 or all
+        /// (repeatable).
         #[arg(long, default_value = "all")]
         target: Vec<String>,
     },
@@ -157,6 +176,12 @@ fn run() -> Result<bool> {
     match Cli::parse().command {
         Command::Latency { model, runs, batch } => cmd_latency(model, runs, batch),
         Command::Golden { action } => cmd_golden(action),
+        Command::IntegerOnnx {
+            model,
+            output,
+            check,
+            data_dir,
+        } => cmd_integer_onnx(model, output, check, data_dir),
         Command::Deploy {
             model,
             board,
@@ -555,6 +580,37 @@ fn test_digits(
     let (kind, size) = export::images::dataset_for([d.h, d.w, d.c])?;
     let splits = export::images::load(kind, size, data_dir)?;
     Ok(export::images::test_digits(&splits, n))
+}
+
+fn cmd_integer_onnx(
+    model: PathBuf,
+    output: Option<PathBuf>,
+    check: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<bool> {
+    let bytes =
+        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
+    let aligned = device_infer::writer::AlignedBytes::new(&bytes);
+    let m = device_infer::Model::from_bytes(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let proto = export::integer_onnx::integer_onnx(&m)?;
+    let out = output.unwrap_or_else(|| model.with_extension("integer.onnx"));
+    host_train::checkpoint::write_atomic(&out, &proto.encode_to_vec())?;
+    let graph = proto.graph.as_ref().map_or(0, |g| g.node.len());
+    println!("wrote {} ({graph} nodes)", out.display());
+    if check == 0 {
+        return Ok(true);
+    }
+    let digits = test_digits(&model, data_dir.as_deref(), check)?;
+    let pixels: Vec<&[u8]> = digits.iter().map(|d| d.pixels.as_slice()).collect();
+    let ours = export::deploy::host_outputs(&m, &pixels)?;
+    let theirs = export::parity::tract_integer_outputs(&m, &pixels)?;
+    let same = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+    println!(
+        "tract on it vs device-infer: {same}/{} test images bit-exact",
+        pixels.len()
+    );
+    Ok(same == pixels.len())
 }
 
 fn cmd_latency(model: PathBuf, runs: usize, batch: usize) -> Result<bool> {

@@ -70,3 +70,63 @@ fn a_malformed_file_is_an_error_with_status_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.onnx") && err.contains("error:"), "{err}");
 }
+
+#[test]
+fn integer_onnx_writes_the_graph_and_checks_tract_on_test_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture().with_file_name("model.lnq8");
+    let out_path = dir.path().join("lenet.integer.onnx");
+    let data = std::env::var_os(host_train::data::DATA_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let run = |model: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_export"))
+            .arg("integer-onnx")
+            .arg(model)
+            .arg("-o")
+            .arg(&out_path)
+            .args(["--check", "25", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = run(&model);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("tract on it vs device-infer: 25/25 test images bit-exact"),
+        "{text}"
+    );
+    let g = <protos::onnx::ModelProto as protos::Message>::decode(
+        &std::fs::read(&out_path).unwrap()[..],
+    )
+    .unwrap();
+    let ops: std::collections::BTreeSet<String> = g
+        .graph
+        .unwrap()
+        .node
+        .into_iter()
+        .map(|n| n.op_type)
+        .collect();
+    assert!(
+        ops.contains("ConvInteger")
+            && ops.contains("MatMulInteger")
+            && !ops.contains("QLinearConv"),
+        "{ops:?}"
+    );
+    // A corrupted device model: an error naming the file, nothing written.
+    std::fs::remove_file(&out_path).unwrap();
+    let bad = dir.path().join("bad.lnq8");
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&bad, bytes).unwrap();
+    let out = run(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.lnq8"), "{err}");
+    assert!(!out_path.exists());
+}

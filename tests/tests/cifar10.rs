@@ -2,7 +2,8 @@
 //! training batches, pixels recovered from JPEG, see `../shared/data/README-sources.md`):
 //! float accuracy (burn on the committed run) at the goals, the int8 device model
 //! (device-infer on the host) within 0.3 points of it, tract on the int8 ONNX within 2 LSB and
-//! agreeing on the class, and the README's table saying the same numbers.
+//! agreeing on the class, tract on the integer verification graph bit for bit, and the
+//! README's table saying the same numbers.
 
 use host_train::data::{self, DatasetKind};
 use lenet_tests::{data_root, fixture_dir};
@@ -12,6 +13,7 @@ struct Measured {
     int8: f64,
     tract_max_lsb: i32,
     tract_agree: usize,
+    exact: usize,
 }
 
 fn measure(case: &str) -> Measured {
@@ -45,18 +47,22 @@ fn measure(case: &str) -> Measured {
         export::parity::tract_int8_outputs(&dir.join("model.int8.onnx"), &[1, 3, 32, 32], &inputs)
             .unwrap();
     let (tract_max_lsb, tract_agree) = export::parity::int8_agreement(&ours, &theirs);
+    let exact = export::parity::tract_integer_outputs(&m, &pixels).unwrap();
+    let exact = ours.iter().zip(&exact).filter(|(a, b)| a == b).count();
     let r = Measured {
         float,
         int8: int8_ok as f64 / n as f64,
         tract_max_lsb,
         tract_agree,
+        exact,
     };
     eprintln!(
-        "{case}: float {:.2}%, int8 {:.2}%, tract int8 max {} LSB, argmax {}/{n}",
+        "{case}: float {:.2}%, int8 {:.2}%, tract int8 max {} LSB, argmax {}/{n}, tract on the integer graph bit-exact {}/{n}",
         100.0 * r.float,
         100.0 * r.int8,
         r.tract_max_lsb,
-        r.tract_agree
+        r.tract_agree,
+        r.exact
     );
     r
 }
@@ -72,6 +78,7 @@ fn check(case: &str, float_goal: f64) {
     );
     assert!(r.tract_max_lsb <= 2, "{case}: {} LSB", r.tract_max_lsb);
     assert!(r.tract_agree >= 9_950, "{case}: {}", r.tract_agree);
+    assert_eq!(r.exact, 10_000, "{case}: tract on the integer graph");
     // The README reports these numbers.
     let readme = std::fs::read_to_string(fixture_dir().join("../../../README.md")).unwrap();
     let line = format!(

@@ -2,7 +2,7 @@
 //! `cmsis-cifar10` (CIFAR-10). Every target reproduces the committed expected outputs (burn
 //! and tract within 1e-5 on the float ONNX; device-infer on the host and in QEMU on a
 //! Cortex-M0, a Cortex-M4 and a Cortex-M7 bit for bit; tract on the int8 ONNX within the set's
-//! LSB tolerance) or, where the model does not fit the board, is refused with the numbers; the
+//! LSB tolerance, and on the device model's integer verification graph bit for bit) or, where the model does not fit the board, is refused with the numbers; the
 //! documented generator reproduces the committed files byte for byte, and a wrong expectation
 //! or a swapped model is caught.
 
@@ -179,10 +179,13 @@ fn independent_int8_run_agrees_on_the_full_test_set() {
     let pixels: Vec<&[u8]> = (0..n).map(|i| test.image(i)).collect();
     let ours = export::deploy::host_outputs(&m, &pixels).unwrap();
     let (max_lsb, agree) = export::parity::int8_agreement(&ours, &theirs);
+    let exact = export::parity::tract_integer_outputs(&m, &pixels).unwrap();
+    let exact = ours.iter().zip(&exact).filter(|(a, b)| a == b).count();
     eprintln!(
-        "tract int8 vs device-infer on {n} test digits: max {max_lsb} LSB, argmax {agree}/{n} ({:.2}%)",
+        "tract int8 vs device-infer on {n} test digits: max {max_lsb} LSB, argmax {agree}/{n} ({:.2}%); on the integer graph {exact}/{n} bit-exact",
         100.0 * agree as f64 / n as f64
     );
+    assert_eq!(exact, n, "tract on the integer verification graph");
     // One float rounding (tract) against two (TFLM's rule) can differ by 1 LSB in a hidden
     // layer, 2 in the finely stepped logits (see `independent_int8_max_lsb` in golden.rs).
     assert!(max_lsb <= 2, "max difference {max_lsb} LSB");
