@@ -31,9 +31,13 @@ pub fn cifar_batch(data: &[u8]) {
     }
 }
 
-/// One flower JPEG, decoded and resized to 32x32 (the decode limits apply).
+/// One flower JPEG, decoded and resized to 32x32, with the loader's code under smaller
+/// decode limits (1,024 pixels a side, 16 MiB) than its own (16,384, 512 MiB; those are
+/// checked by the 65,535 x 65,535 hostile case): a mutated header that declares a huge
+/// picture is then rejected or decoded in milliseconds, not seconds.
 pub fn flower_jpeg(data: &[u8]) {
-    if let Ok(chw) = flowers::decode_resize(Path::new("fuzz.jpg"), data, 32) {
+    if let Ok(chw) = flowers::decode_resize_within(Path::new("fuzz.jpg"), data, 32, 1024, 16 << 20)
+    {
         assert_eq!(chw.len(), 3 * 32 * 32);
     }
 }
