@@ -74,9 +74,8 @@ pub fn expected_sha256(n: usize) -> Option<&'static str> {
 }
 
 /// The largest picture the decoder accepts (each side) and the most memory one decode may take.
-pub const MAX_SIDE: u32 = 16_384;
-/// See [`MAX_SIDE`].
-pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+const MAX_SIDE: u32 = 16_384;
+const MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// One source image: where it is and its label.
 #[derive(Debug, Clone, PartialEq, Eq)]
