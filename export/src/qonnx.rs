@@ -42,7 +42,7 @@ pub(crate) fn value(name: &str, elem: DataType, dims: &[usize]) -> ValueInfoProt
     }
 }
 
-pub(crate) fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -52,7 +52,7 @@ pub(crate) fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProt
     }
 }
 
-pub(crate) fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto {
+fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -62,7 +62,7 @@ pub(crate) fn i8_tensor(name: &str, dims: &[usize], data: &[i8]) -> TensorProto 
     }
 }
 
-pub(crate) fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
+fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -72,7 +72,7 @@ pub(crate) fn i32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProt
     }
 }
 
-pub(crate) fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
+fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![data.len() as i64],
