@@ -3,8 +3,9 @@
 //! and tract within 1e-5 on the float ONNX; device-infer on the host and in QEMU on a
 //! Cortex-M0, a Cortex-M4 and a Cortex-M7 bit for bit; tract on the int8 ONNX within the set's
 //! LSB tolerance, and on the device model's integer verification graph bit for bit) or, where
-//! the model does not fit the board, is refused with the numbers; the documented generator reproduces the committed files byte for byte, and a wrong expectation
-//! or a swapped model is caught.
+//! the model does not fit the board, is refused with the numbers; the documented generator
+//! reproduces the committed files byte for byte, and a wrong expectation or a swapped model is
+//! caught.
 
 use export::golden::{self, Target};
 use host_train::data::{self, DatasetKind};
