@@ -4,10 +4,11 @@ onnx checker (full check, with shape inference) accepts them, and onnxruntime ru
 reproduces burn's logits from the parity sample written beside each file.
 
     /tmp/torch-venv/bin/pip install onnx onnxruntime     # once
-    /tmp/torch-venv/bin/python bench/onnx_interop.py [tests/fixtures/lenet5-like/model.onnx ...]
+    /tmp/torch-venv/bin/python bench/onnx_interop.py [tests/golden/lenet5-like/model.onnx ...]
 
 The parity sample (<model>.sample.pb, message lenet.ParitySample in protos/proto/lenet.proto)
-is read with a tiny protobuf decoder below, so no generated Python code is needed.
+is read with the tiny protobuf decoder of bench/pbwire.py, so no generated Python code is
+needed.
 """
 import os
 import struct
@@ -17,51 +18,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from pbwire import fields, varints
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def varint(b, i):
-    v = s = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << s
-        s += 7
-        if c < 0x80:
-            return v, i
-
-
-def fields(b):
-    """(field number, wire type, value) of a protobuf message."""
-    i = 0
-    while i < len(b):
-        key, i = varint(b, i)
-        f, w = key >> 3, key & 7
-        if w == 0:
-            v, i = varint(b, i)
-        elif w == 2:
-            n, i = varint(b, i)
-            v, i = b[i:i + n], i + n
-        elif w == 5:
-            v, i = b[i:i + 4], i + 4
-        elif w == 1:
-            v, i = b[i:i + 8], i + 8
-        else:
-            raise ValueError(f"wire type {w}")
-        yield f, w, v
 
 
 def tensor(b):
     shape, data = [], []
     for f, w, v in fields(b):
         if f == 1:
-            if w == 2:
-                j = 0
-                while j < len(v):
-                    d, j = varint(v, j)
-                    shape.append(d)
-            else:
-                shape.append(v)
+            shape.extend(varints(w, v))
         elif f == 2:
             data.extend(struct.unpack(f"<{len(v) // 4}f", v) if w == 2 else struct.unpack("<f", v))
     return np.array(data, dtype=np.float32).reshape(shape)
@@ -78,7 +44,7 @@ def sample(path):
 
 
 def main():
-    models = sys.argv[1:] or [os.path.join(ROOT, "tests", "fixtures", "lenet5-like", "model.onnx")]
+    models = sys.argv[1:] or [os.path.join(ROOT, "tests", "golden", "lenet5-like", "model.onnx")]
     ok = True
     for path in models:
         m = onnx.load(path)

@@ -10,8 +10,8 @@ int8 outputs are in CASE/golden.pb) and prints how many match exactly.
     target/release/export integer-onnx tests/golden/cmsis-cifar10/model.lnq8 --check 0
     python3 bench/ort_integer.py tests/golden/cmsis-cifar10
 
-Needs onnxruntime and numpy (`pip install onnxruntime numpy`); golden.pb is read with a
-small protobuf wire decoder, so no generated code is needed.
+Needs onnxruntime and numpy (`pip install onnxruntime numpy`); golden.pb is read with the
+small protobuf wire decoder of bench/pbwire.py, so no generated code is needed.
 """
 import sys
 from pathlib import Path
@@ -19,50 +19,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-
-def varint(b, i):
-    v, shift = 0, 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return v, i
-
-
-def fields(b):
-    """(field number, wire type, value) of a message; length-delimited values as bytes."""
-    i = 0
-    while i < len(b):
-        key, i = varint(b, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = varint(b, i)
-        elif wt == 1:
-            v, i = b[i:i + 8], i + 8
-        elif wt == 2:
-            n, i = varint(b, i)
-            v, i = b[i:i + n], i + n
-        elif wt == 5:
-            v, i = b[i:i + 4], i + 4
-        else:
-            raise ValueError(f"wire type {wt} at byte {i}")
-        yield num, wt, v
+from pbwire import fields, varints
 
 
 def golden_cases(path):
     """(pixels, int8 outputs) of each GoldenCase, and the input shape (H, W, C)."""
     shape, cases = [], []
     for num, wt, v in fields(path.read_bytes()):
-        if num == 9:  # input_shape: packed or not
-            if wt == 2:
-                j = 0
-                while j < len(v):
-                    x, j = varint(v, j)
-                    shape.append(x)
-            else:
-                shape.append(v)
+        if num == 9:  # input_shape
+            shape.extend(varints(wt, v))
         elif num == 11:  # cases
             pixels = outputs = None
             for n, _, w in fields(v):

@@ -169,13 +169,24 @@ pub fn tract_int8_outputs(
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| anyhow::anyhow!("tract cannot prepare {}: {e:?}", onnx.display()))?;
+    int8_runs(&model, shape, inputs.iter().cloned())
+}
+
+/// Runs a prepared model on each input of `shape`: its first output, as int8.
+fn int8_runs<T: Datum>(
+    model: &std::sync::Arc<TypedRunnableModel>,
+    shape: &[usize],
+    inputs: impl Iterator<Item = Vec<T>>,
+) -> Result<Vec<Vec<i8>>> {
     inputs
-        .iter()
-        .map(|x| {
-            let t = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.clone())?;
+        .enumerate()
+        .map(|(i, x)| {
+            let n = x.len();
+            let t = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x)
+                .with_context(|| format!("input {i}: {n} values for {shape:?}"))?;
             let out = model
                 .run(tvec!(Tensor::from(t).into()))
-                .map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
+                .map_err(|e| anyhow::anyhow!("tract run failed on input {i}: {e:?}"))?;
             let v = out[0]
                 .to_plain_array_view::<i8>()
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -198,19 +209,5 @@ pub fn tract_integer_outputs(m: &device_infer::Model, pixels: &[&[u8]]) -> Resul
         .and_then(|g| g.into_optimized())
         .and_then(|g| g.into_runnable())
         .map_err(|e| anyhow::anyhow!("tract cannot prepare the integer graph: {e:?}"))?;
-    pixels
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let t = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), p.to_vec())
-                .with_context(|| format!("image {i}: {} pixels for {shape:?}", p.len()))?;
-            let out = model
-                .run(tvec!(Tensor::from(t).into()))
-                .map_err(|e| anyhow::anyhow!("tract run failed on image {i}: {e:?}"))?;
-            let v = out[0]
-                .to_plain_array_view::<i8>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            Ok(v.iter().copied().collect())
-        })
-        .collect()
+    int8_runs(&model, &shape, pixels.iter().map(|p| p.to_vec()))
 }
