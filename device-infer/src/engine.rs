@@ -195,6 +195,9 @@ impl Classify for Int8<'_> {
         }
         let slot = self.model.input_slot(&mut self.arena)?;
         // `quantize_input`, by table (same length: checked above).
+        #[cfg(target_arch = "x86_64")]
+        crate::kernels::x86::lookup_u8(&self.pixels, pixels, slot);
+        #[cfg(not(target_arch = "x86_64"))]
         for (q, &p) in slot.iter_mut().zip(pixels) {
             *q = self.pixels[p as usize];
         }

@@ -486,6 +486,10 @@ fn c1_flat(
     let [_, oh, ow, _, _] = plan.shape;
     let (nq, oc, total) = (plan.nq, store.oc, oh * ow);
     let mut t = [[_mm512_setzero_si512(); FLAT_MAX_WORDS]; 4];
+    // Set once per call, not per group (their zeroing was a `memset` call a group): each
+    // group overwrites the channels it reads.
+    let mut res = [[0i8; 16]; 16];
+    let mut acc = [[_mm512_setzero_si512(); 4]; 6];
     let sources = plan
         .at
         .chunks_exact(4 * nq)
@@ -508,8 +512,6 @@ fn c1_flat(
         let Some(out) = output.get_mut(n0 * oc..) else {
             return;
         };
-        let mut res = [[0i8; 16]; 16];
-        let mut acc = [[_mm512_setzero_si512(); 4]; 6];
         let mut o = 0;
         while o < oc {
             let n = match oc - o {
@@ -556,6 +558,27 @@ fn flat_windows<const G: usize>(
                 *a = _mm512_dpbusd_epi32(*a, t[k], w);
             }
         }
+    }
+}
+
+/// [`super::lookup_u8`] with VBMI: per 64 bytes, the table's lower and upper 128 entries
+/// by one `vpermi2b` each (indices' low 7 bits), blended by the indices' top bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+pub(super) fn lookup_u8(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
+    let t: [__m512i; 4] = bytemuck::cast(*table);
+    let (mut s64, mut d64) = (src.chunks_exact(64), dst.chunks_exact_mut(64));
+    for (s, d) in (&mut s64).zip(&mut d64) {
+        let (Some(s), Some(d)) = (s.first_chunk::<64>(), d.first_chunk_mut::<64>()) else {
+            continue; // not reached: exact chunks
+        };
+        let idx: __m512i = bytemuck::cast(*s);
+        let lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
+        let hi = _mm512_permutex2var_epi8(t[2], idx, t[3]);
+        let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+        *d = bytemuck::cast(v);
+    }
+    for (d, &s) in d64.into_remainder().iter_mut().zip(s64.remainder()) {
+        *d = table[s as usize];
     }
 }
 
@@ -945,6 +968,7 @@ fn packed_filters<'a>(
 /// (whose `+ input_offset - 128` is 0, as the padding's `x + input_offset` is), so that every
 /// window of the `2 * out` convolution rows and columns lies inside; returns the row length in
 /// pixels. Two rows and 128 bytes of slack let the kernel read whole words past a row's end.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn pad_image_u8(
     image: &mut Vec<u8>,
     p: &ConvParams,
@@ -966,9 +990,7 @@ fn pad_image_u8(
         let (top, rest) = image.split_at_mut((p.padding[0] * row).min(image.len()));
         let (body, bottom) = rest.split_at_mut((in_dims.h * row).min(rest.len()));
         top.fill(fill);
-        for (d, &x) in body.iter_mut().zip(input) {
-            *d = (x as u8) ^ 0x80;
-        }
+        flip(body, input);
         bottom.fill(fill);
         return wp;
     }
@@ -983,9 +1005,7 @@ fn pad_image_u8(
                 let (pad, rest) = dst.split_at_mut(left);
                 let (body, right) = rest.split_at_mut(row);
                 pad.fill(fill);
-                for (d, &x) in body.iter_mut().zip(src) {
-                    *d = (x as u8) ^ 0x80;
-                }
+                flip(body, src);
                 right.fill(fill);
             }
             None => dst.fill(fill),
@@ -993,6 +1013,24 @@ fn pad_image_u8(
     }
     slack.fill(fill);
     wp
+}
+
+/// `dst[i] = src[i] + 128` as u8 (the sign bit flipped), 64 bytes per vector: the byte loop
+/// ran 4 bytes a step.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn flip(dst: &mut [u8], src: &[i8]) {
+    let (mut d64, mut s64) = (dst.chunks_exact_mut(64), src.chunks_exact(64));
+    for (d, s) in (&mut d64).zip(&mut s64) {
+        let (Some(d), Some(s)) = (d.first_chunk_mut::<64>(), s.first_chunk::<64>()) else {
+            continue; // not reached: exact chunks
+        };
+        let v: __m512i = bytemuck::cast(*s);
+        *d = bytemuck::cast(_mm512_xor_si512(v, _mm512_set1_epi8(-128)));
+    }
+    for (d, &x) in d64.into_remainder().iter_mut().zip(s64.remainder()) {
+        *d = (x as u8) ^ 0x80;
+    }
 }
 
 /// Whether [`conv_pool_u8`] takes this layer: the padding's byte `128 - input_offset` must be
