@@ -779,8 +779,8 @@ mod tests {
     use crate::quant::requantize;
     use proptest::prelude::*;
 
-    /// The vector table lookup against the byte loop, every byte value, every length up to
-    /// three vectors (the remainders included), when the CPU has VBMI (else both are the loop).
+    /// The vector table lookup against the byte loop: every byte value, every length up to
+    /// four vectors (the remainders included), when the CPU has VBMI (else both are the loop).
     #[test]
     fn lookup_u8_matches_the_byte_loop() {
         let table: [i8; 256] = core::array::from_fn(|i| (i as i32 * 97 % 256 - 128) as i8);
