@@ -209,7 +209,7 @@ pub fn conv2d_pool2x2_s8(
 /// AVX-512 VBMI 64 bytes at a time (two `vpermi2b` over the table's halves, blended on each
 /// index's top bit), else byte by byte.
 pub fn lookup_u8(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
-    if avx512::available() && std::is_x86_feature_detected!("avx512vbmi") {
+    if avx512::available() && avx512::vbmi() {
         // SAFETY: the CPU has AVX-512 F, BW and VBMI (checked above).
         unsafe { avx512::lookup_u8(table, src, dst) };
         return;

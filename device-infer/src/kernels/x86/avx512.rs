@@ -583,7 +583,7 @@ pub(super) fn lookup_u8(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
 }
 
 /// Whether the CPU has AVX-512 VBMI (`vpermb`), for the u8 one-channel kernel.
-fn vbmi() -> bool {
+pub(super) fn vbmi() -> bool {
     std::is_x86_feature_detected!("avx512vbmi")
 }
 
