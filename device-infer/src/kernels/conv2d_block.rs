@@ -756,6 +756,15 @@ mod tests {
             let mut fused = vec![0i8; out_dims.len()];
             conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut fused);
             prop_assert_eq!(&fused, &want);
+            // The AVX2 kernel too: several 16-channel blocks, a partial last one, kernel rows
+            // of more than 16 pairs.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::kernels::x86::{Level, with_level};
+                let mut avx2 = vec![0i8; out_dims.len()];
+                with_level(Some(Level::Avx2), || conv2d_pool2x2_s8(&p, &q, in_dims, &input, fd, &filter, &bias, None, pool, out_dims, &mut avx2));
+                prop_assert_eq!(&avx2, &want);
+            }
         }
     }
 }

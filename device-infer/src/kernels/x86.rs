@@ -8,14 +8,15 @@
 //!
 //! How: inputs are widened once to i16 with the input offset added (`x + offset` lies in
 //! `-383..=382`), weights to i16 or sign-extended on load; `vpmaddwd` multiplies 16 pairs and
-//! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). Eight filters
-//! (or dense rows) run at once over a window's kernel rows (or the dense input), their lanes
-//! summed with a `vphaddd` tree into one vector of 8 accumulators; a one-channel first layer
-//! instead puts 8 pooled columns in the lanes. `requantize8` applies
+//! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). A convolution's
+//! lanes are 8 output channels, each pair of a window's values broadcast against their weight
+//! pairs (packed once per layer); a one-channel first layer instead puts 8 pooled columns in
+//! the lanes; eight dense rows run at once over the input, their lanes summed with a
+//! `vphaddd` tree into one vector of 8 accumulators. `requantize8` applies
 //! [`requantize`](crate::quant::requantize) to all 8 lanes.
 //!
-//! Scratch (the widened image and weights, the dense input) lives in a per-thread buffer that
-//! only grows: the host has a heap, the device path never comes here.
+//! Scratch (the widened image, packed filters, the dense input) lives in a per-thread buffer
+//! that only grows: the host has a heap, the device path never comes here.
 
 // The target-feature functions are safe; calling them needs `unsafe` until AVX2 is known to be
 // present, which the two entry points check first.
@@ -77,12 +78,10 @@ pub fn with_level<R>(cap: Option<Level>, f: impl FnOnce() -> R) -> R {
 #[derive(Default)]
 struct Scratch {
     image: Vec<i16>,
-    /// Filters in blocks of 8 output channels, chunk-major: `[block][chunk][row]`, 16 i16 per
-    /// vector.
-    weights: Vec<[__m256i; 8]>,
     vector: Vec<__m256i>,
     quant: Vec<i32>,
-    /// AVX-512 filters of recent layers, packed (see `avx512::packed_filters`).
+    /// Filters of recent layers, packed (see `avx512::packed_filters`; the AVX2 convolution
+    /// reads them too).
     packed: Vec<avx512::Packed>,
     /// The AVX-512 u8 image (`avx512::pad_image_u8`).
     bytes: Vec<u8>,
@@ -320,31 +319,6 @@ fn hsum8(a: &[__m256i; 8]) -> __m256i {
     let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
     let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
     _mm256_add_epi32(lo, hi)
-}
-
-/// One window's sums for the 8 filters of a block: kernel row `ky` is `run16` values of
-/// `image` from `ky * row_stride`, against the filters' widened row `ky`, `rk` vectors of
-/// `w` (chunk-major, see [`Scratch::weights`]). One vector of 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot8_rows(
-    image: &[i16],
-    row_stride: usize,
-    run16: usize,
-    w: &[[__m256i; 8]],
-    rk: usize,
-) -> __m256i {
-    let mut acc = [_mm256_setzero_si256(); 8];
-    for (ky, w) in w.chunks_exact(rk.max(1)).enumerate() {
-        let row = &image[ky * row_stride..][..run16];
-        for (x, w) in row.chunks_exact(16).zip(w) {
-            let xv = load16(x);
-            for (a, &w) in acc.iter_mut().zip(w) {
-                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, w));
-            }
-        }
-    }
-    hsum8(&acc)
 }
 
 /// [`requantize`](crate::quant::requantize) on 8 lanes (multipliers non-negative, shifts in
@@ -621,6 +595,13 @@ fn c1_rows<const NP: usize>(
     }
 }
 
+/// Any other convolution with a 2x2 pool: lanes are 8 output channels; each word of a
+/// window's kernel row (two i16 image values) is broadcast against the 8 filters' weight
+/// pairs, so a `vpmaddwd` does 16 useful products and no lane sums are left (the earlier
+/// lanes-over-the-kernel-row version ended every window and block with a `vphaddd` tree and
+/// wasted a kernel row's padding to whole vectors). The weights are the AVX-512 kernels'
+/// packing (`avx512::packed_filters`, cached per layer): each 16-channel vector is two 8-channel
+/// halves, run together where the block has more than 8 channels.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 fn conv_pool_avx2(
@@ -645,71 +626,133 @@ fn conv_pool_avx2(
     let (sy, sx) = (p.stride[0], p.stride[1]);
     let kvol = filter_dims.len();
     let oc = out_dims.c;
-    let blocks = oc.div_ceil(8);
+    let blocks = oc.div_ceil(16);
 
     let wp = pad_image(&mut s.image, p, in_dims, input, filter_dims, out_dims);
-    let image = &s.image[..];
-
-    // Filters widened to i16, each kernel row (`kw * c` values, contiguous in the input too)
-    // zero-padded to whole vectors, so a window's row is read straight from the image (what
-    // the padding lanes read there adds nothing); in blocks of 8 output channels (rows past
-    // `oc` all zero).
+    let image: &[u8] = bytemuck::cast_slice(&s.image[..]);
+    // A kernel row is `run = kw * c` values, contiguous in the image too; `np` pairs (an odd
+    // last value pairs with a zero weight: the image value beside it adds nothing).
     let run = kw * c;
-    let rk = run.div_ceil(16);
-    let nk = kh * rk;
-    let weights = grow(&mut s.weights, blocks * nk);
-    weights.fill(bytemuck::Zeroable::zeroed());
-    for (o, w8) in filter.chunks_exact(kvol.max(1)).take(oc).enumerate() {
-        let blk = &mut weights[o / 8 * nk..][..nk];
-        for (vs, w8) in blk.chunks_exact_mut(rk).zip(w8.chunks_exact(run.max(1))) {
-            for (v, w8) in vs.iter_mut().zip(w8.chunks(16)) {
-                v[o % 8] = load_i8x16(w8);
-            }
-        }
-    }
-    let quant = grow(&mut s.quant, blocks * 24);
+    let np = run.div_ceil(2);
+    let nk = kh * np;
+    let weights = avx512::packed_filters(
+        &mut s.packed,
+        s.fixed_weights,
+        filter,
+        [oc, kh, run, kvol, 2],
+    )
+    .words();
+    // Two 8-channel quantization blocks per 16-channel weight block.
+    let quant = grow(&mut s.quant, blocks * 48);
     block_quant(quant, q, bias);
 
-    let (row_stride, run16) = (wp * c, rk * 16);
+    let row_bytes = 2 * wp * c;
     let max_no_lut = pool == Pool2x2::Max && lut.is_none();
     for py in 0..out_dims.h {
         for px in 0..out_dims.w {
-            // The four windows' first values in the padded image.
+            // The four windows' first values in the padded image, in bytes.
             let bases = [(0, 0), (0, 1), (1, 0), (1, 1)]
-                .map(|(dy, dx)| ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c);
+                .map(|(dy, dx)| 2 * ((2 * py + dy) * sy * wp + (2 * px + dx) * sx) * c);
             let out = &mut output[(py * out_dims.w + px) * oc..][..oc];
             for ((blk, wblk), out) in quant
-                .chunks_exact(24)
+                .chunks_exact(48)
                 .zip(weights.chunks_exact(nk))
-                .zip(out.chunks_mut(8))
+                .zip(out.chunks_mut(16))
             {
-                let b = load_i32x8(blk);
-                let mut acc = [_mm256_setzero_si256(); 4];
-                for (a, &base) in acc.iter_mut().zip(&bases) {
-                    let window = &image[base..];
-                    *a = _mm256_add_epi32(b, dot8_rows(window, row_stride, run16, wblk, rk));
-                }
-                if max_no_lut {
-                    // Requantization is monotonic (see `pool4`): pool the accumulators.
-                    let m = _mm256_max_epi32(
-                        _mm256_max_epi32(acc[0], acc[1]),
-                        _mm256_max_epi32(acc[2], acc[3]),
-                    );
-                    finish8(m, blk, p.output_offset, p.act, out);
+                let (lo, hi) = blk.split_at(24);
+                if out.len() > 8 {
+                    let acc = pair_windows::<2>(image, bases, row_bytes, wblk, np, [lo, hi]);
+                    let (out_lo, out_hi) = out.split_at_mut(8);
+                    store_pooled8(p, lut, pool, acc.map(|a| a[0]), lo, out_lo, max_no_lut);
+                    store_pooled8(p, lut, pool, acc.map(|a| a[1]), hi, out_hi, max_no_lut);
                 } else {
-                    let acc = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
-                    for (l, o) in out.iter_mut().enumerate() {
-                        let rq = Requant::new(
-                            blk[8 + l],
-                            blk[16 + l] as i8,
-                            p.output_offset,
-                            p.act.min,
-                            p.act.max,
-                        );
-                        *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
+                    let acc = pair_windows::<1>(image, bases, row_bytes, wblk, np, [lo, hi]);
+                    store_pooled8(p, lut, pool, acc.map(|a| a[0]), lo, out, max_no_lut);
+                }
+            }
+        }
+    }
+}
+
+/// The four windows' accumulators of [`conv_pool_avx2`] for the first `H` (1 or 2) 8-channel
+/// halves of a 16-channel block, from the halves' biases (`quant`, see [`block_quant`]):
+/// `bases` where the windows start in the image (bytes), `wblk` the block's packed weights
+/// (`[ky][pair]`, 16 lanes), `np` pairs a kernel row. A kernel row is read 16 pairs (64 bytes)
+/// at a time as one array, whose words need no bounds checks.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pair_windows<const H: usize>(
+    image: &[u8],
+    bases: [usize; 4],
+    row_bytes: usize,
+    wblk: &[[i32; 16]],
+    np: usize,
+    quant: [&[i32]; 2],
+) -> [[__m256i; H]; 4] {
+    let bias: [__m256i; H] = core::array::from_fn(|h| load_i32x8(quant[h % 2]));
+    let mut acc = [bias; 4];
+    for (ky, wrow) in wblk.chunks_exact(np.max(1)).enumerate() {
+        for (seg, wseg) in wrow.chunks(16).enumerate() {
+            let at = ky * row_bytes + 64 * seg;
+            let row = |b: usize| image.get(b + at..).and_then(|r| r.first_chunk::<64>());
+            let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                (row(bases[0]), row(bases[1]), row(bases[2]), row(bases[3]))
+            else {
+                continue; // not reached: the padded image holds every window and 128 bytes more
+            };
+            for (k, w) in wseg.iter().enumerate() {
+                let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
+                let x = [r0, r1, r2, r3].map(|r| _mm256_set1_epi32(word64(r, k)));
+                for h in 0..H {
+                    let w: __m256i = bytemuck::cast(halves[h % 2]);
+                    for (a, &x) in acc.iter_mut().zip(&x) {
+                        a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
                     }
                 }
             }
+        }
+    }
+    acc
+}
+
+/// Word `k` (bytes `4k..4k + 4`, little-endian) of a 64-byte row; `k < 16`.
+#[inline(always)]
+fn word64(r: &[u8; 64], k: usize) -> i32 {
+    let k = k % 16;
+    i32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]])
+}
+
+/// Pools the four windows' accumulators of 8 channels and stores the first `out.len()` (at
+/// most 8); `blk` the channels' quantization block ([`block_quant`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_pooled8(
+    p: &ConvParams,
+    lut: Option<&[i8; 256]>,
+    pool: Pool2x2,
+    acc: [__m256i; 4],
+    blk: &[i32],
+    out: &mut [i8],
+    max_no_lut: bool,
+) {
+    if max_no_lut {
+        // Requantization is monotonic (see `pool4`): pool the accumulators.
+        let m = _mm256_max_epi32(
+            _mm256_max_epi32(acc[0], acc[1]),
+            _mm256_max_epi32(acc[2], acc[3]),
+        );
+        finish8(m, blk, p.output_offset, p.act, out);
+    } else {
+        let acc = acc.map(bytemuck::cast::<__m256i, [i32; 8]>);
+        for (l, o) in out.iter_mut().enumerate() {
+            let rq = Requant::new(
+                blk[8 + l],
+                blk[16 + l] as i8,
+                p.output_offset,
+                p.act.min,
+                p.act.max,
+            );
+            *o = pool4(rq, lut, pool, [acc[0][l], acc[1][l], acc[2][l], acc[3][l]]);
         }
     }
 }

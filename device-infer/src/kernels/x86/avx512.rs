@@ -184,7 +184,7 @@ fn pool_store(
 
 /// One input channel, stride 1, kernels up to `C1_MAX_KH` x 8: with VBMI and a map small
 /// enough, [`c1_flat`] (16 consecutive pooled outputs per vector, four taps of the flattened
-/// kernel per lane); else `super::conv_pool_c1_avx2` with 16 pooled columns per vector.
+/// kernel per lane); else `super::super::conv_pool_c1_avx2` with 16 pooled columns per vector.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) fn conv_pool_c1(
@@ -889,8 +889,9 @@ fn c1_windows<const G: usize, const NP: usize, const U8: bool>(
     }
 }
 
-/// A layer's filters packed for [`conv_pool`] or [`conv_pool_u8`], with the bytes and shape
-/// they were packed from.
+/// A layer's filters packed for [`conv_pool`], [`conv_pool_u8`] or the AVX2 convolution (which
+/// reads each 16-lane vector as two 8-channel halves), with the bytes and shape they were
+/// packed from.
 pub(super) struct Packed {
     /// `[oc, kh, run, kvol, values per word (2 or 4)]`.
     shape: [usize; 5],
@@ -910,7 +911,7 @@ pub(super) struct Packed {
 
 impl Packed {
     /// [`Packed::pairs`] as each vector's 16 words.
-    fn words(&self) -> &[[i32; 16]] {
+    pub(super) fn words(&self) -> &[[i32; 16]] {
         bytemuck::cast_slice(&self.pairs)
     }
 }
@@ -923,7 +924,7 @@ const PACKED_LAYERS: usize = 16;
 /// the cache when an entry's shape and bytes are these (compared in full, so a new model at an
 /// old address is packed anew; by address where the bytes at an address are `fixed`), else
 /// packed and added, the oldest entry dropped past [`PACKED_LAYERS`].
-fn packed_filters<'a>(
+pub(super) fn packed_filters<'a>(
     cache: &'a mut Vec<Packed>,
     fixed: bool,
     filter: &[i8],
@@ -1691,7 +1692,7 @@ mod tests {
             seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(),
         ) {
             use crate::kernels::window_out;
-            if !available() { return Ok(()); }
+            if !super::super::available() { return Ok(()); }
             let (Some(ch), Some(cw)) = (window_out(h, k, st, 2 * pad), window_out(w, k, st, 2 * pad)) else { return Ok(()); };
             if ch < 2 || cw < 2 { return Ok(()); }
             let in_dims = Dims { h, w, c };
@@ -1718,6 +1719,14 @@ mod tests {
                 unsafe { f(&mut s, &p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut out) };
                 out
             };
+            // The AVX2 kernels (every x86-64 CPU these tests run on), twice: the second time
+            // from the packed cache.
+            prop_assert_eq!(&run(super::super::conv_pool_avx2), &expected);
+            prop_assert_eq!(&run(super::super::conv_pool_avx2), &expected);
+            if c == 1 && st == 1 && k <= C1_MAX_KH {
+                prop_assert_eq!(&run(super::super::conv_pool_c1_avx2), &expected);
+            }
+            if !available() { return Ok(()); }
             prop_assert_eq!(&run(conv_pool), &expected);
             if u8_fits(&p) {
                 prop_assert_eq!(&run(conv_pool_u8), &expected);
@@ -1742,7 +1751,7 @@ mod tests {
             seed in any::<u64>(), with_lut in any::<bool>(), max in any::<bool>(), relu in any::<bool>(),
         ) {
             use crate::kernels::window_out;
-            if !available() { return Ok(()); }
+            if !super::super::available() { return Ok(()); }
             let (Some(ch), Some(cw)) = (window_out(h, kh, 1, 2 * pad), window_out(w, kw, 1, 2 * pad)) else { return Ok(()); };
             if ch < 2 || cw < 2 { return Ok(()); }
             let in_dims = Dims { h, w, c: 1 };
@@ -1764,7 +1773,9 @@ mod tests {
             let expected = reference_conv_pool(&p, &q, in_dims, &input, fd, &filter, &bias, lut, max, conv_dims, out_dims);
 
             let mut s = Scratch::default();
-            for f in [conv_pool_c1, conv_pool_c1, conv_pool_c1_rows] {
+            // The AVX2 kernel everywhere, the AVX-512 ones where the CPU has them.
+            let avx512: &[ConvKernel] = if available() { &[conv_pool_c1, conv_pool_c1, conv_pool_c1_rows] } else { &[] };
+            for &f in [super::super::conv_pool_c1_avx2 as ConvKernel].iter().chain(avx512) {
                 let mut out = vec![0i8; out_dims.len()];
                 // SAFETY: the features are present (checked above).
                 unsafe { f(&mut s, &p, &q, in_dims, &input, fd, &filter, &bias, lut, pool, out_dims, &mut out) };
