@@ -757,9 +757,123 @@ fn store_pooled8(
     }
 }
 
+/// Dense layers up to [`avx512::DENSE_PACK_MAX`] bytes of weights: lanes are outputs, over
+/// the weights packed once per layer (the AVX-512 kernels' packing, cached: per 16 outputs,
+/// four consecutive weights of each as one word), so the input is read as broadcast quads of
+/// i16 and the weights as one sequential stream; no per-row setup or lane sums per 8 rows.
+/// A quad of 4 outputs x 4 weights is 16 bytes, sign-extended by one `vpmovsxbw`; its
+/// `vpmaddwd` against the broadcast quad leaves two partial sums per output, added at the end.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 fn dense_avx2(
+    s: &mut Scratch,
+    input_offset: i32,
+    output_offset: i32,
+    act: Clamp,
+    q: &PerChannelQuant,
+    input: &[i8],
+    weights: &[i8],
+    bias: &[i32],
+    output: &mut [i8],
+) {
+    let n = input.len();
+    let outs = output.len();
+    if n == 0 || outs == 0 {
+        return;
+    }
+    if weights.len() > avx512::DENSE_PACK_MAX {
+        return dense_avx2_rows(
+            s,
+            input_offset,
+            output_offset,
+            act,
+            q,
+            input,
+            weights,
+            bias,
+            output,
+        );
+    }
+    let nw = n.div_ceil(4);
+    let packed =
+        avx512::packed_filters(&mut s.packed, s.fixed_weights, weights, [outs, 1, n, n, 4]);
+    let words = packed.words();
+    let blocks = outs.div_ceil(16);
+    let quant = grow(&mut s.quant, blocks * 48);
+    block_quant(quant, q, bias);
+    // The input widened and offset, zero past `n` (those values meet zero weights).
+    let xs = grow(&mut s.vector, nw.div_ceil(4));
+    let x: &mut [i16] = bytemuck::cast_slice_mut(xs);
+    x.fill(0);
+    widen(&mut x[..n], input, input_offset);
+    let quads: &[u64] = bytemuck::cast_slice(&*xs);
+    let quads = &quads[..nw];
+    let (mut b, mut done) = (0, 0);
+    while b < blocks {
+        let g = (blocks - b).min(2);
+        let sums = match g {
+            2 => dense_quads::<2>(&words[b * nw..], nw, quads),
+            _ => dense_quads::<1>(&words[b * nw..], nw, quads),
+        };
+        for (blk, sum) in quant[48 * b..].chunks_exact(24).zip(sums).take(2 * g) {
+            let out = &mut output[done..];
+            let n8 = out.len().min(8);
+            finish8(
+                _mm256_add_epi32(sum, load_i32x8(blk)),
+                blk,
+                output_offset,
+                act,
+                &mut out[..n8],
+            );
+            done += n8;
+        }
+        b += g;
+    }
+}
+
+/// The sums of `G` (1 or 2) consecutive 16-output blocks of [`dense_avx2`], as 8-output
+/// vectors: block `i`'s packed words are `words[i * nw..][..nw]`, `quads` the input's `nw`
+/// quads of i16.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dense_quads<const G: usize>(words: &[[i32; 16]], nw: usize, quads: &[u64]) -> [__m256i; 4] {
+    let zero = _mm256_setzero_si256();
+    // Per block, four vectors of 4 outputs x 2 partial sums.
+    let mut acc = [[zero; 4]; G];
+    let mut rows: [&[[i32; 16]]; G] = [&[]; G];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = words.get(i * nw..(i + 1) * nw).unwrap_or(&[]);
+    }
+    if rows.iter().any(|r| r.len() != nw) || quads.len() < nw {
+        return [zero; 4]; // not reached: `words` holds every block's words
+    }
+    for (k, &xq) in quads.iter().enumerate().take(nw) {
+        let xb = _mm256_set1_epi64x(xq as i64);
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            let w: [[i8; 16]; 4] = bytemuck::cast(r[k]);
+            for (a, w) in a.iter_mut().zip(&w) {
+                let w = _mm256_cvtepi8_epi16(bytemuck::cast::<[i8; 16], __m128i>(*w));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w, xb));
+            }
+        }
+    }
+    // Each output's two partial sums are neighbours: `vphaddd` of two vectors leaves outputs
+    // [0, 1, 4, 5 | 2, 3, 6, 7] of them; the 64-bit permute puts them in order.
+    let mut out = [zero; 4];
+    for (i, a) in acc.iter().enumerate() {
+        for (h, o) in out.iter_mut().skip(2 * i).take(2).enumerate() {
+            let t = _mm256_hadd_epi32(a[2 * h], a[2 * h + 1]);
+            *o = _mm256_permute4x64_epi64::<0b11_01_10_00>(t);
+        }
+    }
+    out
+}
+
+/// [`dense_avx2`] for weight matrices too large to pack: 8 rows at a time as they are, each
+/// 16 weights sign-extended on load, the 8 rows' lanes summed by [`hsum8`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn dense_avx2_rows(
     s: &mut Scratch,
     input_offset: i32,
     output_offset: i32,
@@ -877,8 +991,8 @@ mod tests {
         // Same address, new bytes: the thread's scratch sees the change.
         assert_eq!(run(&weights), second);
         // The model scratch would not (its owner's weights cannot change), which is why only
-        // the engine, which borrows its model, holds one. (AVX2 packs nothing.)
-        if level() == Some(Level::Avx512) {
+        // the engine, which borrows its model, holds one.
+        if level().is_some() {
             assert_eq!(own.with(|| run(&weights)), first);
         }
     }

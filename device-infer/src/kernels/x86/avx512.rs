@@ -1412,7 +1412,7 @@ fn load_i8x64(s: &[i8]) -> __m512i {
 /// The largest weight matrix (bytes) that [`dense_u8`] packs: its packed copy is kept and its
 /// bytes compared on every call (a tenth of the layer's time at LeNet's 30 KB); larger layers
 /// (an AlexNet or VGG classifier) stream their rows as they are, in [`dense_u8_rows`].
-const DENSE_PACK_MAX: usize = 256 * 1024;
+pub(super) const DENSE_PACK_MAX: usize = 256 * 1024;
 
 /// [`dense`] with the lanes as 16 outputs: the weights packed once per layer (as a
 /// convolution's, by [`packed_filters`]: per lane a word of four consecutive weights of its
@@ -1792,7 +1792,7 @@ mod tests {
             m in (1i32 << 30)..i32::MAX, shift in -14i8..1, seed in any::<u64>(), relu in any::<bool>(),
         ) {
             use crate::kernels::reference;
-            if !available() { return Ok(()); }
+            if !super::super::available() { return Ok(()); }
             let input = crate::testutil::bytes(n, seed);
             let weights: Vec<i8> = crate::testutil::bytes(n * outs, !seed).into_iter().map(|v| v.max(-127)).collect();
             let bias: Vec<i32> = (0..outs as i32).map(|i| i * 977 - 9000).collect();
@@ -1802,9 +1802,13 @@ mod tests {
             let mut expected = vec![0i8; outs];
             reference::dense::dense_s8(offset, zo, act, &q, &input, &weights, &bias, &mut expected);
             let mut s = Scratch::default();
-            for rows in [false, false, true] {
+            // The AVX2 kernels everywhere (packed twice: the second time from the cache), the
+            // AVX-512 ones where the CPU has them.
+            type Dense = unsafe fn(&mut Scratch, i32, i32, Clamp, &PerChannelQuant, &[i8], &[i8], &[i32], &mut [i8]);
+            let avx2: [Dense; 3] = [super::super::dense_avx2, super::super::dense_avx2, super::super::dense_avx2_rows];
+            let avx512: [Dense; 3] = [dense_u8, dense_u8, dense_u8_rows];
+            for f in avx2.into_iter().chain(avx512.into_iter().filter(|_| available())) {
                 let mut out = vec![0i8; outs];
-                let f = if rows { dense_u8_rows } else { dense_u8 };
                 // SAFETY: the features are present (checked above).
                 unsafe { f(&mut s, offset, zo, act, &q, &input, &weights, &bias, &mut out) };
                 prop_assert_eq!(&out, &expected);
