@@ -295,12 +295,27 @@ fn store16(d: &mut [i16], v: __m256i) {
 #[target_feature(enable = "avx2")]
 fn widen(d: &mut [i16], s: &[i8], offset: i32) {
     let off = _mm256_set1_epi16(offset as i16);
-    let mut d = d.chunks_exact_mut(16);
-    let mut s = s.chunks_exact(16);
-    for (d, s) in (&mut d).zip(&mut s) {
+    let n = d.len().min(s.len());
+    let (d, s) = (&mut d[..n], &s[..n]);
+    let mut dc = d.chunks_exact_mut(16);
+    let mut sc = s.chunks_exact(16);
+    for (d, s) in (&mut dc).zip(&mut sc) {
         store16(d, _mm256_add_epi16(load_i8x16(s), off));
     }
-    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+    let rest = sc.remainder().len();
+    if rest == 0 {
+        return;
+    }
+    if n >= 16 {
+        // The last 16 values again, overlapping the previous vector (same values there): one
+        // vector instead of up to 15 scalar steps (a 28-pixel row's last 12).
+        store16(
+            &mut d[n - 16..],
+            _mm256_add_epi16(load_i8x16(&s[n - 16..]), off),
+        );
+        return;
+    }
+    for (d, &s) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
         *d = (s as i32 + offset) as i16;
     }
 }
@@ -428,8 +443,18 @@ fn pad_image(
     let hp = (p.padding[0] + in_dims.h).max((2 * out_dims.h - 1) * p.stride[0] + filter_dims.h);
     let wp = (p.padding[1] + in_dims.w).max((2 * out_dims.w - 1) * p.stride[1] + filter_dims.w);
     let image = grow(image, (hp + 2) * wp * c + 64);
-    image.fill(0);
     let row = in_dims.w * c;
+    if p.padding[1] == 0 && wp * c == row {
+        // No columns of padding (VALID, as LeNet5-like's second layer): the rows are one run;
+        // only the rows above and below (and the slack) are filled.
+        let (top, rest) = image.split_at_mut((p.padding[0] * row).min(image.len()));
+        let (body, bottom) = rest.split_at_mut((in_dims.h * row).min(rest.len()));
+        top.fill(0);
+        widen(body, input, p.input_offset);
+        bottom.fill(0);
+        return wp;
+    }
+    image.fill(0);
     for (y, src) in input.chunks_exact(row.max(1)).take(in_dims.h).enumerate() {
         let at = ((y + p.padding[0]) * wp + p.padding[1]) * c;
         widen(&mut image[at..at + row], src, p.input_offset);
