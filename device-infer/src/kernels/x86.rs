@@ -430,10 +430,25 @@ fn finish8(acc: __m256i, quant: &[i32], output_offset: i32, act: Clamp, out: &mu
     let v = _mm256_add_epi32(requantize8(acc, m, s), _mm256_set1_epi32(output_offset));
     let v = _mm256_max_epi32(v, _mm256_set1_epi32(act.min as i32));
     let v = _mm256_min_epi32(v, _mm256_set1_epi32(act.max as i32));
+    if let Some(o) = out.first_chunk_mut::<8>() {
+        // All 8: narrowed in registers, one 8-byte store (the lanes went through the stack to
+        // eight byte stores: 4% of LeNet5-like's batch-1 time on a Zen 3, in one process).
+        *o = bytemuck::cast(_mm_cvtsi128_si64(bytes8(v)));
+        return;
+    }
     let v: [i32; 8] = bytemuck::cast(v);
     for (o, &v) in out.iter_mut().zip(&v) {
         *o = v as i8;
     }
+}
+
+/// The 8 lanes of `v` (each in `-128..=127`) as the low 8 bytes of a vector.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bytes8(v: __m256i) -> __m128i {
+    let w = _mm256_packs_epi32(v, v); // i16: [0..4, 0..4 | 4..8, 4..8]
+    let b = _mm256_packs_epi16(w, w); // i8: [0..4 x4 | 4..8 x4]
+    _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
 }
 
 #[inline]
