@@ -11,8 +11,9 @@
 //! adds neighbours into 8 i32 lanes (no saturation: `|a*b + c*d| < 2^17`). A convolution's
 //! lanes are 8 output channels, each pair of a window's values broadcast against their weight
 //! pairs (packed once per layer); a one-channel first layer instead puts 8 pooled columns in
-//! the lanes; eight dense rows run at once over the input, their lanes summed with a
-//! `vphaddd` tree into one vector of 8 accumulators. `requantize8` applies
+//! the lanes; dense layers put outputs in the lanes over packed weights and broadcast input
+//! quads (eight rows at a time, their lanes summed by a `vphaddd` tree, where a layer is too
+//! large to pack). `requantize8` applies
 //! [`requantize`](crate::quant::requantize) to all 8 lanes.
 //!
 //! Scratch (the widened image, packed filters, the dense input) lives in a per-thread buffer
