@@ -836,19 +836,31 @@ fn pair_windows<const H: usize>(
             else {
                 continue; // not reached: the padded image holds every window and 128 bytes more
             };
-            for (k, w) in wseg.iter().enumerate() {
-                let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
-                let x = [r0, r1, r2, r3].map(|r| _mm256_set1_epi32(word64(r, k)));
-                for h in 0..H {
-                    let w: __m256i = bytemuck::cast(halves[h % 2]);
-                    for (a, &x) in acc.iter_mut().zip(&x) {
-                        a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
-                    }
-                }
-            }
+            pair_segment(&mut acc, [r0, r1, r2, r3], wseg);
         }
     }
     acc
+}
+
+/// One segment of up to 16 pairs of a kernel row for the four windows (`rows`, 64 bytes each
+/// from the segment's start) against their packed weights `w`, into `acc`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pair_segment<const H: usize>(
+    acc: &mut [[__m256i; H]; 4],
+    rows: [&[u8; 64]; 4],
+    w: &[[i32; 16]],
+) {
+    for (k, w) in w.iter().enumerate().take(16) {
+        let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
+        let x = rows.map(|r| _mm256_set1_epi32(word64(r, k)));
+        for h in 0..H {
+            let w: __m256i = bytemuck::cast(halves[h % 2]);
+            for (a, &x) in acc.iter_mut().zip(&x) {
+                a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
+            }
+        }
+    }
 }
 
 /// [`pair_windows`] for kernel rows of `NP <= 16` pairs, unrolled.
@@ -875,16 +887,8 @@ fn pair_windows_n<const H: usize, const NP: usize>(
         ) else {
             continue; // not reached: the padded image holds every window and 128 bytes more
         };
-        for (k, w) in wrow.iter().enumerate().take(16) {
-            let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
-            let x = [r0, r1, r2, r3].map(|r| _mm256_set1_epi32(word64(r, k)));
-            for h in 0..H {
-                let w: __m256i = bytemuck::cast(halves[h % 2]);
-                for (a, &x) in acc.iter_mut().zip(&x) {
-                    a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
-                }
-            }
-        }
+        // A fixed-length row: the segment's loop unrolls.
+        pair_segment(&mut acc, [r0, r1, r2, r3], wrow);
     }
     acc
 }
