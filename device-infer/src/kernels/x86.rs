@@ -209,16 +209,66 @@ pub fn conv2d_pool2x2_s8(
 
 /// `dst[i] = table[src[i]]` for every byte (the int8 engine's pixel quantization): with
 /// AVX-512 VBMI 64 bytes at a time (two `vpermi2b` over the table's halves, blended on each
-/// index's top bit), else byte by byte.
+/// index's top bit), with AVX2 32 at a time ([`lookup_u8_avx2`]), else byte by byte.
 pub fn lookup_u8(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
     if avx512::available() && avx512::vbmi() {
         // SAFETY: the CPU has AVX-512 F, BW and VBMI (checked above).
         unsafe { avx512::lookup_u8(table, src, dst) };
         return;
     }
+    if available() {
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { lookup_u8_avx2(table, src, dst) };
+        return;
+    }
+    lookup_bytes(table, src, dst);
+}
+
+/// [`lookup_u8`] byte by byte.
+fn lookup_bytes(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = table[s as usize];
     }
+}
+
+/// [`lookup_u8`] with AVX2, 32 bytes a step: each 16-entry sixteenth of the table looked up
+/// by the index's low nibble (`vpshufb`, in both 128-bit lanes), then a tree of 15 byte blends
+/// on the index's bits 4, 5, 6 and 7 picks the sixteenth (1.8 cycles a byte byte by byte on a
+/// Zen 3, the int8 engine's pixels 3% of LeNet5-like's batch-1 time). The tail byte by byte.
+#[target_feature(enable = "avx2")]
+fn lookup_u8_avx2(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
+    let parts: [__m256i; 16] = core::array::from_fn(|k| {
+        let part: [i8; 16] = *table[16 * k..].first_chunk::<16>().unwrap_or(&[0; 16]);
+        _mm256_broadcastsi128_si256(bytemuck::cast(part))
+    });
+    let nibble = _mm256_set1_epi8(0x0f);
+    let whole = src.len().min(dst.len()) / 32 * 32;
+    let (src32, src_tail) = src.split_at(whole);
+    let (dst32, dst_tail) = dst.split_at_mut(whole);
+    for (d, s) in dst32.chunks_exact_mut(32).zip(src32.chunks_exact(32)) {
+        let (Some(d), Some(s)) = (d.first_chunk_mut::<32>(), s.first_chunk::<32>()) else {
+            continue; // not reached: both are chunks of 32
+        };
+        let x: __m256i = bytemuck::cast(*s);
+        let lo = _mm256_and_si256(x, nibble);
+        let mut v: [__m256i; 16] = core::array::from_fn(|k| _mm256_shuffle_epi8(parts[k], lo));
+        // Level `b` keeps, of each pair, the one bit `4 + b` of the index selects (moved to
+        // each byte's top bit, which `vpblendvb` reads; lower bits from the byte below do
+        // not matter).
+        for (b, n) in [(0, 8), (1, 4), (2, 2), (3, 1)] {
+            let m = match b {
+                0 => _mm256_slli_epi16::<3>(x),
+                1 => _mm256_slli_epi16::<2>(x),
+                2 => _mm256_slli_epi16::<1>(x),
+                _ => x,
+            };
+            for i in 0..n {
+                v[i] = _mm256_blendv_epi8(v[2 * i], v[2 * i + 1], m);
+            }
+        }
+        *d = bytemuck::cast(v[0]);
+    }
+    lookup_bytes(table, src_tail, dst_tail);
 }
 
 /// [`dense_s8`](super::dense_s8) with AVX2; returns `false` (and writes nothing) when the CPU
@@ -1257,6 +1307,12 @@ mod tests {
                 lookup_u8(&table, &s[..n], &mut got);
                 let want: Vec<i8> = s[..n].iter().map(|&b| table[b as usize]).collect();
                 assert_eq!(got, want, "length {n}");
+                if available() {
+                    got.fill(0);
+                    // SAFETY: the CPU has AVX2 (checked).
+                    unsafe { lookup_u8_avx2(&table, &s[..n], &mut got) };
+                    assert_eq!(got, want, "AVX2, length {n}");
+                }
             }
         }
     }
