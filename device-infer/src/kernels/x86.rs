@@ -920,8 +920,8 @@ type WindowsIn<'a> = (
 fn block_windows<const H: usize>(io: WindowsIn) -> [[__m256i; H]; 4] {
     let (image, bases, row_bytes, wblk, np, quant) = io;
     if np == 15 && bases[1] == bases[0] + 12 && bases[3] == bases[2] + 12 {
-        // Six channels, 5 x 5, stride 1: both LeNet-5s' second layer (2% of LeNet5-like's
-        // batch-1 time on a Zen 3).
+        // Windows 3 words apart, 15 words a kernel row: 6 channels, 5 x 5, stride 1, as both
+        // LeNet-5s' second layer (2% of LeNet5-like's batch-1 time on a Zen 3).
         return pair_windows_s::<H, 15, 3>(image, bases, row_bytes, wblk, quant);
     }
     macro_rules! unrolled {
