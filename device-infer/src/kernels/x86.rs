@@ -233,8 +233,8 @@ fn lookup_bytes(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
 
 /// [`lookup_u8`] with AVX2, 32 bytes a step: each 16-entry sixteenth of the table looked up
 /// by the index's low nibble (`vpshufb`, in both 128-bit lanes), then a tree of 15 byte blends
-/// on the index's bits 4, 5, 6 and 7 picks the sixteenth (1.8 cycles a byte byte by byte on a
-/// Zen 3, the int8 engine's pixels 3% of LeNet5-like's batch-1 time). The tail byte by byte.
+/// on the index's bits 4, 5, 6 and 7 picks the sixteenth (byte by byte, the int8 engine's
+/// pixels were 3% of LeNet5-like's batch-1 profile on a Zen 3). The tail byte by byte.
 #[target_feature(enable = "avx2")]
 fn lookup_u8_avx2(table: &[i8; 256], src: &[u8], dst: &mut [i8]) {
     let parts: [__m256i; 16] = core::array::from_fn(|k| {
@@ -922,12 +922,12 @@ fn block_windows<const H: usize>(io: WindowsIn) -> [[__m256i; H]; 4] {
     if np == 15 && bases[1] == bases[0] + 12 && bases[3] == bases[2] + 12 {
         // Windows 3 words apart, 15 words a kernel row: 6 channels, 5 x 5, stride 1, as both
         // LeNet-5s' second layer (2% of LeNet5-like's batch-1 time on a Zen 3).
-        return pair_windows_s::<H, 15, 3>(image, bases, row_bytes, wblk, quant);
+        return pair_windows_n::<H, 15, 3>(image, bases, row_bytes, wblk, quant);
     }
     macro_rules! unrolled {
         ($($n:literal)*) => {
             match np {
-                $($n => pair_windows_n::<H, $n>(image, bases, row_bytes, wblk, quant),)*
+                $($n => pair_windows_n::<H, $n, 0>(image, bases, row_bytes, wblk, quant),)*
                 _ => pair_windows::<H>(image, bases, row_bytes, wblk, np, quant),
             }
         };
@@ -988,10 +988,11 @@ fn pair_segment<const H: usize>(
     }
 }
 
-/// [`pair_windows`] for kernel rows of `NP <= 16` pairs, unrolled.
+/// [`pair_windows`] for kernel rows of `NP <= 16` pairs, unrolled; `S > 0`: each pair's
+/// second window starts `S` words after its first ([`pair_segment_shared`]).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn pair_windows_n<const H: usize, const NP: usize>(
+fn pair_windows_n<const H: usize, const NP: usize, const S: usize>(
     image: &[u8],
     bases: [usize; 4],
     row_bytes: usize,
@@ -1013,64 +1014,48 @@ fn pair_windows_n<const H: usize, const NP: usize>(
             continue; // not reached: the padded image holds every window and 128 bytes more
         };
         // A fixed-length row: the segment's loop unrolls.
-        pair_segment(&mut acc, [r0, r1, r2, r3], wrow);
-    }
-    acc
-}
-
-/// [`pair_windows_n`] where the second window of each pair (`dx = 1`) starts `S` words after
-/// the first (stride 1, `2 S` channels): its word `k` is the first's word `k + S`, so one
-/// broadcast serves both, kept in a register from one step to the next (`NP + S <= 32`):
-/// 2 broadcasts per 8 `vpmaddwd` instead of 4.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn pair_windows_s<const H: usize, const NP: usize, const S: usize>(
-    image: &[u8],
-    bases: [usize; 4],
-    row_bytes: usize,
-    wblk: &[[i32; 16]],
-    quant: [&[i32]; 2],
-) -> [[__m256i; H]; 4] {
-    let bias: [__m256i; H] = core::array::from_fn(|h| load_i32x8(quant[h % 2]));
-    let mut acc = [bias; 4];
-    for (ky, wrow) in wblk.chunks_exact(NP.max(1)).enumerate() {
-        let at = ky * row_bytes;
-        let row = |b: usize| image.get(b + at..).and_then(|r| r.first_chunk::<128>());
-        let (Some(r0), Some(r2), Some(wrow)) =
-            (row(bases[0]), row(bases[2]), wrow.first_chunk::<NP>())
-        else {
-            continue; // not reached: the padded image holds every window and two rows more
-        };
-        // Words `j, j + S, j + 2 S, ..`: each broadcast serves the first window at `k + S`
-        // and the second at `k`.
-        for j in 0..S {
-            let mut p0 = _mm256_set1_epi32(word128(r0, j));
-            let mut p2 = _mm256_set1_epi32(word128(r2, j));
-            let mut k = j;
-            while k < NP {
-                let n0 = _mm256_set1_epi32(word128(r0, k + S));
-                let n2 = _mm256_set1_epi32(word128(r2, k + S));
-                let x = [p0, n0, p2, n2];
-                let halves: [[i32; 8]; 2] = bytemuck::cast(wrow[k]);
-                for h in 0..H {
-                    let w: __m256i = bytemuck::cast(halves[h % 2]);
-                    for (a, &x) in acc.iter_mut().zip(&x) {
-                        a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
-                    }
-                }
-                (p0, p2) = (n0, n2);
-                k += S;
-            }
+        if S == 0 {
+            pair_segment(&mut acc, [r0, r1, r2, r3], wrow);
+        } else {
+            pair_segment_shared::<H, S>(&mut acc, [r0, r1, r2, r3], wrow);
         }
     }
     acc
 }
 
-/// Word `k` of a 128-byte row; `k < 32`.
-#[inline(always)]
-fn word128(r: &[u8; 128], k: usize) -> i32 {
-    let k = k % 32;
-    i32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]])
+/// [`pair_segment`] where windows 1 and 3 (`dx = 1`) start `S` words after windows 0 and 2
+/// (stride 1, `2 S` channels): window 1's word `k` is window 0's word `k + S`, so one
+/// broadcast serves both, kept in a register from one step to the next: 2 broadcasts per 8
+/// `vpmaddwd` instead of 4.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pair_segment_shared<const H: usize, const S: usize>(
+    acc: &mut [[__m256i; H]; 4],
+    rows: [&[u8; 64]; 4],
+    w: &[[i32; 16]],
+) {
+    let n = w.len().min(16);
+    // Words `j, j + S, j + 2 S, ..`: each broadcast serves window 1 at `k` and window 0 at
+    // `k + S` (likewise windows 3 and 2).
+    for j in 0..S {
+        let mut p0 = _mm256_set1_epi32(word64(rows[0], j));
+        let mut p2 = _mm256_set1_epi32(word64(rows[2], j));
+        let mut k = j;
+        while k < n {
+            let n1 = _mm256_set1_epi32(word64(rows[1], k));
+            let n3 = _mm256_set1_epi32(word64(rows[3], k));
+            let x = [p0, n1, p2, n3];
+            let halves: [[i32; 8]; 2] = bytemuck::cast(w[k]);
+            for h in 0..H {
+                let w: __m256i = bytemuck::cast(halves[h % 2]);
+                for (a, &x) in acc.iter_mut().zip(&x) {
+                    a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
+                }
+            }
+            (p0, p2) = (n1, n3);
+            k += S;
+        }
+    }
 }
 
 /// Word `k` (bytes `4k..4k + 4`, little-endian) of a 64-byte row; `k < 16`.
