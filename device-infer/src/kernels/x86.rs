@@ -977,14 +977,7 @@ fn pair_segment<const H: usize>(
     w: &[[i32; 16]],
 ) {
     for (k, w) in w.iter().enumerate().take(16) {
-        let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
-        let x = rows.map(|r| _mm256_set1_epi32(word64(r, k)));
-        for h in 0..H {
-            let w: __m256i = bytemuck::cast(halves[h % 2]);
-            for (a, &x) in acc.iter_mut().zip(&x) {
-                a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
-            }
-        }
+        pair_step(acc, rows.map(|r| _mm256_set1_epi32(word64(r, k))), w);
     }
 }
 
@@ -1023,6 +1016,20 @@ fn pair_windows_n<const H: usize, const NP: usize, const S: usize>(
     acc
 }
 
+/// One word step of the four windows: each window's broadcast word `x[i]` against the
+/// first `H` 8-channel halves of its packed weight pairs `w`, into `acc[i]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pair_step<const H: usize>(acc: &mut [[__m256i; H]; 4], x: [__m256i; 4], w: &[i32; 16]) {
+    let halves: [[i32; 8]; 2] = bytemuck::cast(*w);
+    for h in 0..H {
+        let w: __m256i = bytemuck::cast(halves[h % 2]);
+        for (a, &x) in acc.iter_mut().zip(&x) {
+            a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
+        }
+    }
+}
+
 /// [`pair_segment`] where windows 1 and 3 (`dx = 1`) start `S` words after windows 0 and 2
 /// (stride 1, `2 S` channels): window 1's word `k` is window 0's word `k + S`, so one
 /// broadcast serves both, kept in a register from one step to the next: 2 broadcasts per 8
@@ -1044,14 +1051,7 @@ fn pair_segment_shared<const H: usize, const S: usize>(
         while k < n {
             let n1 = _mm256_set1_epi32(word64(rows[1], k));
             let n3 = _mm256_set1_epi32(word64(rows[3], k));
-            let x = [p0, n1, p2, n3];
-            let halves: [[i32; 8]; 2] = bytemuck::cast(w[k]);
-            for h in 0..H {
-                let w: __m256i = bytemuck::cast(halves[h % 2]);
-                for (a, &x) in acc.iter_mut().zip(&x) {
-                    a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(x, w));
-                }
-            }
+            pair_step(acc, [p0, n1, p2, n3], &w[k]);
             (p0, p2) = (n1, n3);
             k += S;
         }
